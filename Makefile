@@ -1,0 +1,46 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv and install.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+ART    ?= artifacts
+
+.PHONY: demo test install lint bench bench-quick soak clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch first (pinned CPU build), so nothing later can pull an unpinned CUDA torch
+$(STAMP): $(PY) pyproject.toml requirements/cpu.txt requirements/oracle.txt
+	$(PIP) install --quiet -r requirements/cpu.txt
+	$(PIP) install --quiet -e ".[server,onnx,bench,dev]" -c requirements/cpu.txt
+	$(PIP) install --quiet --no-deps f5-tts==1.1.22 vocos==0.1.0
+	$(PIP) install --quiet -r requirements/oracle.txt -c requirements/cpu.txt
+	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'unexpected torch ' + v)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@test -f $(ART)/tiny/model.safetensors || $(PY) -m indicf5_fast.cli init-random $(ART)/tiny --arch tiny
+	$(PY) -m indicf5_fast.cli synth --model $(ART)/tiny --ref-audio $(ART)/tiny/prompts/demo.wav \
+	    --ref-text "$$(cat $(ART)/tiny/prompts/demo.txt)" \
+	    --text "नमस्ते, आप कैसे हैं? यह indicf5-fast का एक छोटा सा डेमो है।" --seed 0 --out $(ART)/demo.wav
+	$(PY) -m indicf5_fast.cli bench --demo --output-dir $(ART)/bench-demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+
+bench: $(STAMP)
+	$(PY) -m indicf5_fast.cli bench --output-dir $(ART)/bench
+
+bench-quick: $(STAMP)
+	$(PY) -m indicf5_fast.cli bench --quick --output-dir $(ART)/bench-quick
+
+clean:
+	rm -rf $(VENV) $(ART) .pytest_cache

@@ -1,0 +1,288 @@
+"""Audio in and out: reading, resampling, reference loudness, IndicF5's reference clipping, chunk
+joining, post-processing and encoding. numpy / torch / soundfile only (no torchaudio, librosa, pydub).
+
+Upstream facts reproduced here (F5-TTS `utils_infer.py`, IndicF5 fork):
+- reference: mono = mean of channels; `rms = sqrt(mean(x²))`, scaled up to 0.1 if quieter, *then*
+  resampled to 24 kHz with `torchaudio.transforms.Resample` (Hann-windowed sinc, width 6, rolloff 0.99);
+- chunks are joined with a 0.15 s linear cross-fade;
+- the output is written as 16-bit PCM by libsndfile (positive × 32767, negative × 32768, rint).
+The pydub-based silence rules live in `audio_silence.py` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from indicf5_fast.audio_silence import postprocess_indicf5, prepare_reference_audio, remove_long_silences
+from indicf5_fast.errors import AudioError, InputError
+
+SAMPLE_RATE = 24000
+HOP_LENGTH = 256
+
+__all__ = [
+    "HOP_LENGTH",
+    "SAMPLE_RATE",
+    "cross_fade_join",
+    "encode_audio",
+    "normalize_dbfs",
+    "normalize_reference_rms",
+    "postprocess_indicf5",
+    "prepare_reference_audio",
+    "prepare_reference_text",
+    "read_audio",
+    "remove_long_silences",
+    "resample",
+    "to_int16",
+    "wav_stream_header",
+    "write_audio",
+]
+
+_MIN_SR, _MAX_SR = 1000, 768000  # outside this a "sample rate" is a corrupt header, not audio
+_SILENT_RMS = 1e-8
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_audio(src: str | os.PathLike | bytes | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Decode WAV / FLAC / OGG (any subtype soundfile knows) → (float32 wave, sample rate).
+
+    mono=True: [n], the mean of the channels (as upstream, computed like `torch.mean(dim=0)`).
+    mono=False: [channels, n] (what pydub sees, for `prepare_reference_audio` on multichannel input).
+    Every failure is an AudioError with a one-line reason.
+    """
+    if isinstance(src, (str, os.PathLike)):
+        name = os.fspath(src)
+        if not os.path.isfile(name):
+            raise AudioError(f"reference audio file not found: {name}")
+        source: object = name
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise AudioError("reference audio is empty (0 bytes)")
+        source = io.BytesIO(bytes(src))
+    elif hasattr(src, "read"):
+        source = src
+    else:
+        raise AudioError(f"unsupported audio source type {type(src).__name__}")
+    try:
+        data, sr = sf.read(source, dtype="float32", always_2d=True)  # [n, channels]
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as e:
+        # LibsndfileError.error_string is libsndfile's reason without the repr of our BytesIO
+        reason = getattr(e, "error_string", None) or str(e).strip() or type(e).__name__
+        raise AudioError(f"could not decode reference audio (WAV/FLAC/OGG expected): {reason}") from None
+    if not _MIN_SR <= sr <= _MAX_SR:
+        raise AudioError(f"reference audio has an invalid sample rate: {sr} Hz")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise AudioError("reference audio is empty (0 samples)")
+    if not np.isfinite(data).all():
+        raise AudioError("reference audio contains NaN or infinite samples")
+    chans = np.ascontiguousarray(data.T)  # [c, n], torchaudio.load's layout
+    if not mono:
+        return chans, int(sr)
+    # torch.mean over the channel axis, the exact op upstream runs on torchaudio.load's output
+    return torch.from_numpy(chans).mean(dim=0).numpy(), int(sr)
+
+
+# ----------------------------------------------------------------------------- resampling
+
+
+def _sinc_kernel(orig: int, new: int, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+    """Polyphase Hann-windowed sinc kernel [new, 1, 2·width + orig] for rates already divided by gcd.
+
+    Row j holds the taps producing output j of every block of `new` outputs; the input advances by
+    `orig` per block. Same arithmetic (and order) as torchaudio.transforms.Resample: positions in
+    float64 (the phase offsets j/new in float32, as torchaudio builds them), kernel cast at the end.
+    """
+    width_zeros, rolloff = 6, 0.99
+    base = min(orig, new) * rolloff  # cutoff below both Nyquists (antialias / anti-imaging)
+    width = math.ceil(width_zeros * orig / base)  # taps each side, in input samples
+    idx = torch.arange(-width, width + orig, dtype=torch.float64)[None, None] / orig  # [1, 1, K] s
+    phase = torch.arange(0, -new, -1, dtype=torch.float32)[:, None, None] / new  # [new, 1, 1] s
+    t = (phase + idx) * base  # [new, 1, K], in units of 1/base
+    t = t.clamp(-width_zeros, width_zeros)
+    window = torch.cos(t * math.pi / width_zeros / 2) ** 2
+    t = t * math.pi
+    kernel = torch.where(t == 0, torch.ones((), dtype=t.dtype), t.sin() / t)
+    kernel = kernel * (window * (base / orig))
+    return kernel.to(dtype), width
+
+
+def resample(wave: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE):
+    """Band-limited resampling equal to torchaudio's default (`transforms.Resample(orig_sr, new_sr)`).
+
+    wave: [..., n] numpy or torch (float); returns the same kind, [..., ceil(n·new/orig)] (the length
+    computed in float32, as torchaudio does). Equal rates return the input unchanged.
+    """
+    if int(orig_sr) != orig_sr or int(new_sr) != new_sr or orig_sr <= 0 or new_sr <= 0:
+        raise InputError(f"sample rates must be positive integers, got {orig_sr} -> {new_sr}")
+    orig_sr, new_sr = int(orig_sr), int(new_sr)
+    if orig_sr == new_sr:
+        return wave
+    is_numpy = not isinstance(wave, torch.Tensor)
+    x = torch.from_numpy(np.asarray(wave)) if is_numpy else wave
+    if not x.is_floating_point():
+        raise InputError(f"resample needs a float wave, got {x.dtype}")
+    g = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // g, new_sr // g
+    # float32 waves get torchaudio's cached float32 kernel; float64 keeps the float64 kernel
+    kernel, width = _sinc_kernel(orig, new, torch.float64 if x.dtype == torch.float64 else torch.float32)
+    kernel = kernel.to(x.device, x.dtype if x.dtype == torch.float64 else torch.float32)
+    shape = x.shape
+    flat = x.reshape(-1, shape[-1]).to(kernel.dtype)  # [b, n]
+    n = flat.shape[-1]
+    padded = torch.nn.functional.pad(flat, (width, width + orig))
+    # [b, 1, n'] * [new, 1, K] stride orig -> [b, new, blocks]; interleave phases -> [b, new·blocks]
+    out = torch.nn.functional.conv1d(padded[:, None], kernel, stride=orig)
+    out = out.transpose(1, 2).reshape(flat.shape[0], -1)
+    target = math.ceil(float(np.float32(new * n / orig)))  # torchaudio: ceil(as_tensor(...)) in float32
+    out = out[:, :target].reshape(*shape[:-1], -1).to(x.dtype)
+    return out.numpy() if is_numpy else out
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def normalize_reference_rms(wave: np.ndarray | torch.Tensor, target_rms: float = 0.1):
+    """Upstream's reference loudness rule on the mono wave, before resampling.
+
+    Returns (wave scaled up to `target_rms` if quieter, else unchanged; rms as float). The caller
+    scales the generated audio back by rms / target_rms when rms < target_rms.
+    Computed in torch float32 with upstream's op order so the result is bit-identical.
+    """
+    is_numpy = not isinstance(wave, torch.Tensor)
+    x = torch.from_numpy(np.asarray(wave, dtype=np.float32)) if is_numpy else wave
+    if x.numel() == 0:
+        raise AudioError("reference audio is empty (0 samples)")
+    rms = torch.sqrt(torch.mean(torch.square(x)))
+    if not torch.isfinite(rms):
+        raise AudioError("reference audio contains NaN or infinite samples")
+    if rms.item() < _SILENT_RMS:
+        raise AudioError("reference audio is silent")
+    if rms < target_rms:
+        x = x * target_rms / rms
+    return (x.numpy() if is_numpy else x), float(rms)
+
+
+def prepare_reference_text(ref_text: str) -> str:
+    """Upstream `preprocess_ref_audio_text` text rule, verbatim: unless the text already ends with
+    ". " or "。", append " " after a final "." and ". " otherwise. No stripping (upstream strips only
+    to test emptiness, where it would run ASR: here empty text is an error).
+
+    Note: `infer_batch_process` later appends one more " " when the last character is 1 UTF-8 byte
+    (always the case after ". "); that belongs to the text/duration code, not here.
+    """
+    if not isinstance(ref_text, str) or not ref_text.strip():
+        raise InputError("reference text is empty (automatic transcription is not supported)", "ref_text")
+    if ref_text.endswith(". ") or ref_text.endswith("。"):
+        return ref_text
+    return ref_text + (" " if ref_text.endswith(".") else ". ")
+
+
+# ----------------------------------------------------------------------------- output side
+
+
+def cross_fade_join(waves: list[np.ndarray], sr: int = SAMPLE_RATE, seconds: float = 0.15) -> np.ndarray:
+    """Join chunks as upstream `infer_batch_process`: each overlap is min(int(seconds·sr), len(joined
+    so far), len(next)) samples, prev·linspace(1, 0) + next·linspace(0, 1). [n_i] each → [n] float32.
+    """
+    parts = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waves]
+    if not parts:
+        return np.zeros(0, np.float32)
+    fade = int(seconds * sr)
+    if fade <= 0:
+        return np.concatenate(parts)
+    total = len(parts[0])
+    for p in parts[1:]:
+        total += len(p) - min(fade, total, len(p))
+    out = np.zeros(total, np.float64)  # upstream's joined wave is float64 after the first fade
+    out[: len(parts[0])] = parts[0]
+    pos = len(parts[0])
+    for p in parts[1:]:
+        k = min(fade, pos, len(p))
+        if k > 0:
+            out[pos - k : pos] = out[pos - k : pos] * np.linspace(1, 0, k) + p[:k] * np.linspace(0, 1, k)
+        out[pos : pos + len(p) - k] = p[k:]
+        pos += len(p) - k
+    return out.astype(np.float32)
+
+
+def normalize_dbfs(wave: np.ndarray, target_dbfs: float = -20.0) -> np.ndarray:
+    """Scale so that 20·log10(rms) = target_dbfs (full scale 1.0), clipped to [-1, 1] as int16
+    gain would be. Silence is returned unchanged. (`postprocess_indicf5` is the int16-exact chain.)"""
+    x = np.asarray(wave, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    if rms == 0.0:
+        return x.copy()
+    gain = 10 ** ((target_dbfs - 20 * math.log10(rms)) / 20)
+    return np.clip(x * gain, -1.0, 1.0).astype(np.float32)
+
+
+def to_int16(wave: np.ndarray | torch.Tensor) -> np.ndarray:
+    """float → int16 exactly as libsndfile writes PCM_16: x·32767 if x > 0 else x·32768 (in float64),
+    round half to even, clip. So a float32 wave read from a 16-bit file converts back losslessly."""
+    if isinstance(wave, torch.Tensor):
+        wave = wave.detach().cpu().numpy()
+    x = np.asarray(wave, dtype=np.float64)
+    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    scaled = np.rint(x * np.where(x > 0, 32767.0, 32768.0))
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+_FORMATS = {"wav": "WAV", "flac": "FLAC", "pcm": "RAW", "raw": "RAW"}
+_SUBTYPES = ("PCM_16", "FLOAT")
+
+
+def encode_audio(wave: np.ndarray, sr: int, fmt: str, subtype: str = "PCM_16") -> bytes:
+    """Encode mono audio: fmt "wav" (PCM_16 or FLOAT), "flac" (PCM_16), "pcm" (headerless
+    little-endian int16, or float32 for FLOAT). int16 samples use `to_int16` rounding."""
+    fmt_key = str(fmt).lower()
+    if fmt_key not in _FORMATS:
+        raise InputError(f"unsupported audio format {fmt!r} (expected wav, flac or pcm)", "response_format")
+    if subtype not in _SUBTYPES:
+        raise InputError(f"unsupported sample format {subtype!r} (expected PCM_16 or FLOAT)", "response_format")
+    if fmt_key == "flac" and subtype == "FLOAT":
+        raise InputError("FLAC cannot store float samples; use PCM_16", "response_format")
+    if isinstance(wave, torch.Tensor):
+        wave = wave.detach().cpu().numpy()
+    x = np.asarray(wave).reshape(-1)
+    if _FORMATS[fmt_key] == "RAW":
+        data = to_int16(x).astype("<i2") if subtype == "PCM_16" else x.astype("<f4")
+        return data.tobytes()
+    buf = io.BytesIO()
+    data = to_int16(x) if subtype == "PCM_16" else x.astype(np.float32)
+    sf.write(buf, data, int(sr), format=_FORMATS[fmt_key], subtype=subtype)
+    return buf.getvalue()
+
+
+def write_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, subtype: str = "PCM_16") -> None:
+    """Write to `path`, the format chosen by extension (.wav, .flac, .pcm / .raw)."""
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if ext not in _FORMATS:
+        raise InputError(f"cannot tell the audio format from {os.fspath(path)!r} (use .wav, .flac or .pcm)")
+    data = encode_audio(wave, sr, ext, subtype)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def wav_stream_header(sr: int, channels: int = 1, bits: int = 16) -> bytes:
+    """44-byte WAV header for streaming: RIFF and data sizes are 0xFFFFFFFF (length unknown).
+    bits 16/24 → integer PCM (format 1), bits 32 → IEEE float (format 3)."""
+    if bits not in (16, 24, 32) or channels < 1 or sr <= 0:
+        raise InputError(f"unsupported stream format: {sr} Hz, {channels} channels, {bits} bits")
+    block = channels * bits // 8
+    fmt_tag = 3 if bits == 32 else 1
+    fmt = struct.pack("<HHIIHH", fmt_tag, channels, sr, sr * block, block, bits)
+    unknown = 0xFFFFFFFF
+    return b"RIFF" + struct.pack("<I", unknown) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + (
+        struct.pack("<I", unknown)
+    )

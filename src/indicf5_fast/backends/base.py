@@ -1,0 +1,104 @@
+"""Backend interface: the only parts that differ between PyTorch, ONNX Runtime and OpenVINO.
+
+A backend computes the text embedding, the DiT velocity and the vocoder. The sampler loop, CFG,
+timesteps, front ends and batching live above it and are shared by every backend.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+
+import torch
+
+from indicf5_fast.errors import BackendUnavailableError, InputError
+
+
+class Backend(ABC):
+    name: str = "base"
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    @abstractmethod
+    def text_embed(self, tokens: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        """tokens: [b, n] shifted ids (0 = filler) already fitted to n frames; drop: [b] bool
+        (True = unconditional). -> [b, n, dt] on the backend device."""
+
+    @abstractmethod
+    def velocity(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        text_emb: torch.Tensor,
+        t: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """x, cond: [b, n, 100] float32; text_emb from ``text_embed``; t: [b] float32; mask: [b, n]
+        or None. -> velocity [b, n, 100] float32."""
+
+    @abstractmethod
+    def vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel: [b, 100, n] float32 -> wave [b, (n - 1) * 256] float32."""
+
+    def warmup(self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,)) -> None:  # noqa: B027
+        """Compile / build every shape that will be used (no-op where nothing is compiled)."""
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+
+def resolve_device(device: str) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"invalid device {device!r} (expected cpu, cuda, cuda:N or auto)", "device") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(f"device {device!r} requested but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type != "cpu":
+        raise InputError(f"unsupported device {device!r} (expected cpu, cuda, cuda:N or auto)", "device")
+    return dev
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls run several times faster than fp32 on such CPUs."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype in (None, "", "auto"):
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # never fp16 on a CPU: it runs ~1000x slower than bf16 here
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    if dtype not in table:
+        raise InputError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}", "dtype")
+    if dtype == "float16" and device.type == "cpu":
+        raise InputError(
+            "float16 on CPU is extremely slow (no fp16 matmul units); use bfloat16 or float32", "dtype"
+        )
+    return table[dtype]
+
+
+def set_cpu_threads(threads: int | None) -> None:
+    """Use the physical cores by default (hyper-threads slow GEMMs down)."""
+    if threads:
+        torch.set_num_threads(threads)
+    elif os.environ.get("OMP_NUM_THREADS") is None:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1)))

@@ -1,0 +1,467 @@
+"""Engine: requests -> reference voice (cached) -> text chunks -> batched sampling -> vocoder -> audio.
+
+Upstream IndicF5 semantics, step by step (``infer_process`` / ``infer_batch_process``):
+reference clipped at silences (<= 15 s), edge silence trimmed, 50 ms silence appended; RMS
+raised to 0.1 before resampling to 24 kHz; gen text chunked by a UTF-8 byte budget; per chunk
+text = ref_text + chunk, duration from UTF-8 byte lengths; sample; drop the reference frames;
+vocode; restore RMS; join chunks with a 0.15 s cross-fade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from indicf5_fast import audio as audio_io
+from indicf5_fast import sampling
+from indicf5_fast.backends.base import Backend
+from indicf5_fast.config import EngineConfig, SamplingOptions
+from indicf5_fast.errors import AudioError, InputError
+from indicf5_fast.model.mel import MelSpectrogram
+from indicf5_fast.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
+
+SAMPLE_RATE = 24_000
+HOP = 256
+TARGET_RMS = 0.1
+CROSS_FADE_SECONDS = 0.15
+
+AudioInput = "str | bytes | np.ndarray | torch.Tensor | tuple[np.ndarray, int]"
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A preprocessed reference: everything the front end computes once per voice."""
+
+    key: str  # content hash (audio + text + clip settings)
+    wave: np.ndarray  # [ns] 24 kHz float32, RMS-raised, clipped
+    mel: torch.Tensor  # [n_ref, 100] log-mel (cond)
+    text: str  # reference text as the model sees it
+    rms: float  # original RMS (output is scaled back by rms / 0.1 when it was raised)
+
+    @property
+    def frames(self) -> int:  # reference frames cut from the output (upstream: samples // hop)
+        return self.wave.shape[0] // HOP
+
+    @property
+    def seconds(self) -> float:
+        return self.wave.shape[0] / SAMPLE_RATE
+
+
+@dataclass
+class SynthesisRequest:
+    text: str
+    voice: Voice
+    options: SamplingOptions = field(default_factory=SamplingOptions)
+    seed: int | None = None
+
+
+@dataclass
+class _Chunk:
+    """One sampler item: a text chunk of one request."""
+
+    request: int
+    index: int
+    voice: Voice
+    tokens: list[int]
+    duration: int
+    seed: int
+    options: SamplingOptions
+
+
+class TTS:
+    """Public engine. Thread-safe for concurrent ``synthesize`` calls (no shared mutable state
+    except the voice cache, which is locked)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        backend: Backend,
+        tokenizer: Tokenizer,
+        mel_frontend: MelSpectrogram,
+        max_frames: int,
+        text_dim: int,
+    ):
+        self.config = config
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self._mel = mel_frontend.eval()
+        self.max_frames = max_frames
+        self.text_dim = text_dim
+        self._voices: OrderedDict[str, Voice] = OrderedDict()
+        self._voice_lock = threading.Lock()
+        self.voice_cache_hits = 0
+        self.voice_cache_misses = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls, model: str, backend: str = "torch", device: str = "auto", dtype: str = "auto", **overrides
+    ) -> TTS:
+        from indicf5_fast.backends import create_backend
+        from indicf5_fast.model.checkpoint import load_checkpoint
+
+        config = EngineConfig(model=str(model), backend=backend, device=device, dtype=dtype)
+        config = config.replace(**overrides).validate() if overrides else config.validate()
+        ckpt = load_checkpoint(
+            config.model, flavour=config.flavour, vocab=config.vocab, vocoder=config.vocoder
+        )
+        tokenizer = Tokenizer.from_file(ckpt.vocab_path)
+        dit, vocos = ckpt.build()
+        be = create_backend(config, ckpt, dit, vocos)
+        return cls(
+            config,
+            be,
+            tokenizer,
+            vocos.feature_extractor.mel_spec,
+            ckpt.dit_args.text_pos_max,
+            ckpt.dit_args.text_dim,
+        )
+
+    # ------------------------------------------------------------------ front ends
+    @torch.inference_mode()
+    def mel(self, wave: np.ndarray | torch.Tensor) -> np.ndarray:
+        """24 kHz float32 wave [ns] -> log-mel [ns // 256 + 1, 100]."""
+        w = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)
+        return self._mel(w)[0].transpose(0, 1).contiguous().numpy()
+
+    def prepare_voice(self, ref_audio, ref_text: str, sample_rate: int | None = None) -> Voice:
+        """Reference audio (path, bytes, array, (array, sr)) + its text -> cached Voice."""
+        if not isinstance(ref_text, str) or not ref_text.strip():
+            raise InputError("ref_text is empty: give the transcript of the reference audio", "ref_text")
+        wave, sr = _read_audio_input(ref_audio, sample_rate)
+        key = _voice_key(wave, sr, ref_text, self.config.max_ref_seconds)
+        with self._voice_lock:
+            if key in self._voices:
+                self._voices.move_to_end(key)
+                self.voice_cache_hits += 1
+                return self._voices[key]
+            self.voice_cache_misses += 1
+        voice = self._build_voice(key, wave, sr, ref_text)
+        with self._voice_lock:
+            self._voices[key] = voice
+            while len(self._voices) > max(0, self.config.voice_cache_size):
+                self._voices.popitem(last=False)
+        return voice
+
+    def _build_voice(self, key: str, wave: np.ndarray, sr: int, ref_text: str) -> Voice:
+        clipped = audio_io.prepare_reference_audio(wave, sr, max_seconds=self.config.max_ref_seconds)
+        raised, rms = audio_io.normalize_reference_rms(clipped, TARGET_RMS)
+        wave24 = np.asarray(audio_io.resample(raised, sr, SAMPLE_RATE), dtype=np.float32)
+        if wave24.shape[0] < HOP * 2:
+            raise AudioError("reference audio is too short after trimming silence (need speech, > 20 ms)")
+        text = audio_io.prepare_reference_text(ref_text)
+        if utf8_len(text[-1]) == 1:  # upstream infer_batch_process appends one more space
+            text = text + " "
+        self.tokenizer.check(ref_text, "ref_text")
+        mel = torch.from_numpy(self.mel(wave24))
+        return Voice(key=key, wave=wave24, mel=mel, text=text, rms=float(rms))
+
+    # ------------------------------------------------------------------ public synthesis API
+    def synthesize(
+        self,
+        text: str,
+        ref_audio=None,
+        ref_text: str | None = None,
+        nfe_step: int = 32,
+        cfg_strength: float = 2.0,
+        sway_sampling_coef: float | None = -1.0,
+        speed: float = 1.0,
+        seed: int | None = None,
+        *,
+        schedule: str = "uniform",
+        voice: Voice | None = None,
+        cfg_skip_last: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Text + reference -> float32 wave [n] at 24 kHz."""
+        req = self.make_request(
+            text,
+            ref_audio,
+            ref_text,
+            voice=voice,
+            seed=seed,
+            nfe_step=nfe_step,
+            cfg_strength=cfg_strength,
+            sway_sampling_coef=sway_sampling_coef,
+            speed=speed,
+            schedule=schedule,
+            cfg_skip_last=cfg_skip_last,
+        )
+        chunks = self.plan(req, 0)
+        waves = [self._run_chunks([c])[0] for c in _with_progress(chunks, progress)]
+        return self._finish(waves, req.voice)
+
+    def synthesize_batch(self, requests: Sequence[SynthesisRequest | dict]) -> list[np.ndarray]:
+        """Many requests at once: their chunks are sampled in padded batches (max_batch_size).
+        Every result equals the request's own ``synthesize`` output (same seed)."""
+        reqs = [r if isinstance(r, SynthesisRequest) else self.make_request(**r) for r in requests]
+        chunks = [c for i, r in enumerate(reqs) for c in self.plan(r, i)]
+        waves: dict[tuple[int, int], np.ndarray] = {}
+        for group in _batch_groups(chunks, self.config.max_batch_size):
+            for c, w in zip(group, self._run_chunks(group), strict=True):
+                waves[(c.request, c.index)] = w
+        out = []
+        for i, r in enumerate(reqs):
+            n = sum(1 for c in chunks if c.request == i)
+            out.append(self._finish([waves[(i, k)] for k in range(n)], r.voice))
+        return out
+
+    def synthesize_stream(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
+        """Yield audio as each text chunk is done; the concatenation equals ``synthesize``."""
+        chunks = self.plan(request, 0)
+        joiner = StreamingCrossFade(int(CROSS_FADE_SECONDS * SAMPLE_RATE))
+        for c in chunks:
+            wave = self._scale_back(self._run_chunks([c])[0], request.voice)
+            ready = joiner.push(wave)
+            if ready.size:
+                yield ready
+        tail = joiner.flush()
+        if tail.size:
+            yield tail
+
+    def make_request(
+        self,
+        text: str,
+        ref_audio=None,
+        ref_text: str | None = None,
+        *,
+        voice: Voice | None = None,
+        seed: int | None = None,
+        preset: str | None = None,
+        sample_rate: int | None = None,
+        **options,
+    ) -> SynthesisRequest:
+        if voice is None:
+            if ref_audio is None:
+                raise InputError("give a reference voice: ref_audio + ref_text", "ref_audio")
+            voice = self.prepare_voice(ref_audio, ref_text or "", sample_rate)
+        base = SamplingOptions.preset(preset) if preset else self.config.sampling
+        opts = SamplingOptions(**{**base.__dict__, **{k: v for k, v in options.items() if v is not None}})
+        if "sway_sampling_coef" in options and options["sway_sampling_coef"] is None:
+            opts.sway_sampling_coef = None
+        opts.validate()
+        if not isinstance(text, str):
+            raise InputError("text must be a string", "text")
+        self.tokenizer.check(text, "text")
+        if seed is not None and (not isinstance(seed, int) or seed < 0 or seed >= 2**63):
+            raise InputError("seed must be a non-negative integer", "seed")
+        return SynthesisRequest(text=text, voice=voice, options=opts, seed=seed)
+
+    def plan(self, req: SynthesisRequest, request_index: int) -> list[_Chunk]:
+        """Chunk the text (IndicF5's byte budget) and size each chunk's output."""
+        v, speed = req.voice, req.options.speed
+        budget = max_chunk_bytes(v.text.rstrip() + " ", v.seconds)
+        pieces = chunk_text(req.text.strip(), budget) or [req.text.strip()]
+        seed = secrets.randbelow(2**31) if req.seed is None else req.seed
+        ref_bytes = utf8_len(v.text)
+        out = []
+        for k, piece in enumerate(pieces):
+            tokens = self.tokenizer.encode(v.text + piece)
+            duration = v.frames + int(v.frames / ref_bytes * utf8_len(piece) / speed)
+            # as CFM.sample: at least the reference (cond frames) / text plus one frame
+            duration = max(max(len(tokens), v.mel.shape[0]) + 1, duration)
+            duration = min(duration, self.max_frames)
+            out.append(_Chunk(request_index, k, v, tokens, duration, seed + k, req.options))
+        return out
+
+    # ------------------------------------------------------------------ mel-level API
+    def sample_mel(
+        self,
+        cond_mel,
+        text: str,
+        duration: int,
+        nfe_step: int = 32,
+        cfg_strength: float = 2.0,
+        sway_sampling_coef: float | None = -1.0,
+        seed: int = 0,
+        schedule: str = "uniform",
+        cfg_skip_last: int = 0,
+    ) -> np.ndarray:
+        """cond_mel [n_ref, 100] + full text (ref_text + gen_text) -> mel [duration, 100] with the
+        reference frames included (upstream ``CFM.sample`` with ``seed``)."""
+        cond = torch.as_tensor(np.asarray(cond_mel, dtype=np.float32))
+        if cond.ndim != 2 or cond.shape[1] != 100:
+            raise InputError(f"cond_mel must be [n, 100], got {tuple(cond.shape)}", "cond_mel")
+        tokens = self.tokenizer.encode(text)
+        duration = min(max(max(len(tokens), cond.shape[0]) + 1, int(duration)), self.max_frames)
+        opts = SamplingOptions(
+            nfe_step=nfe_step,
+            cfg_strength=cfg_strength,
+            schedule=schedule,
+            sway_sampling_coef=sway_sampling_coef,
+            cfg_skip_last=cfg_skip_last,
+        ).validate()
+        mel = self._sample([cond], [tokens], [duration], [seed], opts)
+        return mel[0, :duration].numpy()
+
+    @torch.inference_mode()
+    def vocode(self, mel) -> np.ndarray:
+        """mel [n, 100] -> float32 wave [(n - 1) * 256] (Vocos decode)."""
+        m = torch.as_tensor(np.asarray(mel, dtype=np.float32))
+        if m.ndim != 2 or m.shape[1] != 100:
+            raise InputError(f"mel must be [n, 100], got {tuple(m.shape)}", "mel")
+        return self.backend.vocode(m.t().unsqueeze(0))[0].cpu().numpy()
+
+    # ------------------------------------------------------------------ internals
+    def _run_chunks(self, chunks: list[_Chunk]) -> list[np.ndarray]:
+        """Sample a group of chunks with equal options in one padded batch, then vocode each."""
+        opts = chunks[0].options
+        mel = self._sample(
+            [c.voice.mel for c in chunks],
+            [c.tokens for c in chunks],
+            [c.duration for c in chunks],
+            [c.seed for c in chunks],
+            opts,
+        )
+        waves = []
+        for i, c in enumerate(chunks):
+            gen = mel[i, c.voice.frames : c.duration]  # [n_gen, 100]: drop the reference frames
+            waves.append(self.vocode(gen.numpy()))
+        return waves
+
+    @torch.inference_mode()
+    def _sample(
+        self,
+        conds: list[torch.Tensor],
+        tokens: list[list[int]],
+        durations: list[int],
+        seeds: list[int],
+        opts: SamplingOptions,
+    ) -> torch.Tensor:
+        b, n = len(durations), max(durations)
+        cond = torch.zeros(b, n, 100)
+        cond_mask = torch.zeros(b, n, dtype=torch.bool)
+        for i, c in enumerate(conds):
+            m = min(c.shape[0], durations[i])
+            cond[i, :m] = c[:m]
+            cond_mask[i, :m] = True
+        text_emb, null_emb = self._text_embeddings(tokens, durations, n, opts.cfg_strength >= 1e-5)
+        noise = sampling.initial_noise(durations, seeds)
+        grid = sampling.time_grid(opts.nfe_step, opts.schedule, opts.sway_sampling_coef)
+        mask = sampling.lengths_to_mask(durations, n) if b > 1 else None
+        out = sampling.sample(
+            self.backend.velocity,
+            noise,
+            cond,
+            cond_mask,
+            text_emb,
+            null_emb,
+            grid,
+            cfg_strength=opts.cfg_strength,
+            mask=mask,
+            cfg_skip_last=opts.cfg_skip_last,
+        )
+        return out.cpu()
+
+    def _text_embeddings(self, tokens: list[list[int]], durations: list[int], n: int, with_null: bool):
+        """Once per request: each item's embedding at its own length, zero-padded to n frames
+        (so a batched item sees exactly what it would see alone)."""
+        conds, nulls = [], []
+        for ids, dur in zip(tokens, durations, strict=True):
+            shifted = torch.tensor(
+                [i + 1 for i in ids[:dur]] + [0] * max(0, dur - len(ids)), dtype=torch.long
+            )
+            both = torch.stack([shifted, shifted]) if with_null else shifted[None]
+            drop = torch.tensor([False, True][: both.shape[0]])
+            emb = self.backend.text_embed(both, drop)  # [1 or 2, dur, dt]
+            conds.append(emb[0])
+            nulls.append(emb[1] if with_null else None)
+        return _pad_stack(conds, n), (_pad_stack(nulls, n) if with_null else None)
+
+    def _scale_back(self, wave: np.ndarray, voice: Voice) -> np.ndarray:
+        return wave * (voice.rms / TARGET_RMS) if voice.rms < TARGET_RMS else wave
+
+    def _finish(self, waves: list[np.ndarray], voice: Voice) -> np.ndarray:
+        joined = audio_io.cross_fade_join(
+            [self._scale_back(w, voice) for w in waves], SAMPLE_RATE, CROSS_FADE_SECONDS
+        )
+        if self.config.remove_silence:
+            joined = audio_io.normalize_dbfs(audio_io.remove_long_silences(joined, SAMPLE_RATE))
+        return np.asarray(joined, dtype=np.float32)
+
+
+class StreamingCrossFade:
+    """Incremental version of the 0.15 s linear cross-fade join: holds back the last
+    ``fade`` samples (they may still be blended with the next chunk)."""
+
+    def __init__(self, fade: int):
+        self.fade = fade
+        self.held = np.zeros(0, dtype=np.float32)
+        self.started = False
+
+    def push(self, wave: np.ndarray) -> np.ndarray:
+        wave = np.asarray(wave, dtype=np.float32)
+        if not self.started:
+            self.started, joined = True, wave
+        else:
+            k = min(self.fade, self.held.shape[0], wave.shape[0])
+            if k > 0:
+                blend = self.held[-k:] * np.linspace(1, 0, k) + wave[:k] * np.linspace(0, 1, k)
+                joined = np.concatenate([self.held[:-k], blend.astype(np.float32), wave[k:]])
+            else:
+                joined = np.concatenate([self.held, wave])
+        cut = max(0, joined.shape[0] - self.fade)
+        self.held = joined[cut:]
+        return joined[:cut]
+
+    def flush(self) -> np.ndarray:
+        out, self.held = self.held, np.zeros(0, dtype=np.float32)
+        return out
+
+
+def _pad_stack(items: list[torch.Tensor], n: int) -> torch.Tensor:
+    out = items[0].new_zeros(len(items), n, items[0].shape[-1])
+    for i, t in enumerate(items):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def _batch_groups(chunks: list[_Chunk], max_batch: int) -> Iterator[list[_Chunk]]:
+    """Group chunks with identical sampling options, longest first, into batches."""
+    by_opts: dict[tuple, list[_Chunk]] = {}
+    for c in chunks:
+        by_opts.setdefault(tuple(sorted(c.options.__dict__.items())), []).append(c)
+    for group in by_opts.values():
+        group.sort(key=lambda c: -c.duration)
+        for i in range(0, len(group), max(1, max_batch)):
+            yield group[i : i + max_batch]
+
+
+def _with_progress(items: list, progress: Callable[[int, int], None] | None) -> Iterator:
+    for i, item in enumerate(items):
+        yield item
+        if progress is not None:
+            progress(i + 1, len(items))
+
+
+def _read_audio_input(ref_audio, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    if isinstance(ref_audio, tuple) and len(ref_audio) == 2:
+        ref_audio, sample_rate = ref_audio
+    if isinstance(ref_audio, torch.Tensor):
+        ref_audio = ref_audio.detach().cpu().numpy()
+    if isinstance(ref_audio, np.ndarray):
+        wave = np.asarray(ref_audio, dtype=np.float32)
+        if wave.ndim == 2:  # [channels, n] or [n, channels]: mix to mono
+            wave = wave.mean(axis=0 if wave.shape[0] < wave.shape[1] else 1)
+        if wave.ndim != 1 or wave.size == 0:
+            raise AudioError("reference audio array must be a non-empty 1-D wave")
+        if not np.isfinite(wave).all():
+            raise AudioError("reference audio contains NaN or infinite samples")
+        return wave, int(sample_rate or SAMPLE_RATE)
+    if ref_audio is None:
+        raise AudioError("reference audio is missing")
+    return audio_io.read_audio(ref_audio)
+
+
+def _voice_key(wave: np.ndarray, sr: int, text: str, max_seconds: float) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(wave, dtype=np.float32).tobytes())
+    h.update(f"|{sr}|{max_seconds}|".encode())
+    h.update(text.encode("utf-8"))
+    return h.hexdigest()
