@@ -5,7 +5,7 @@ Upstream facts reproduced here (F5-TTS `utils_infer.py`, IndicF5 fork):
 - reference: mono = mean of channels; `rms = sqrt(mean(x²))`, scaled up to 0.1 if quieter, *then*
   resampled to 24 kHz with `torchaudio.transforms.Resample` (Hann-windowed sinc, width 6, rolloff 0.99);
 - chunks are joined with a 0.15 s linear cross-fade;
-- the output is written as 16-bit PCM by libsndfile (positive × 32767, negative × 32768, rint).
+- the output is written as 16-bit PCM by libsndfile (round(x·2³¹) >> 16, i.e. ≈ floor(x·32768)).
 The pydub-based silence rules live in `audio_silence.py` and are re-exported here.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from indicf5_fast.audio_silence import postprocess_indicf5, prepare_reference_audio, remove_long_silences
+from indicf5_fast.audio_silence import prepare_reference_audio, remove_long_silences
 from indicf5_fast.errors import AudioError, InputError
 
 SAMPLE_RATE = 24000
@@ -74,7 +74,7 @@ def read_audio(src: str | os.PathLike | bytes | BinaryIO, *, mono: bool = True) 
         raise AudioError(f"unsupported audio source type {type(src).__name__}")
     try:
         data, sr = sf.read(source, dtype="float32", always_2d=True)  # [n, channels]
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as e:
+    except (sf.SoundFileError, OSError, RuntimeError, TypeError, ValueError, EOFError) as e:
         # LibsndfileError.error_string is libsndfile's reason without the repr of our BytesIO
         reason = getattr(e, "error_string", None) or str(e).strip() or type(e).__name__
         raise AudioError(f"could not decode reference audio (WAV/FLAC/OGG expected): {reason}") from None
@@ -115,7 +115,9 @@ def _sinc_kernel(orig: int, new: int, dtype: torch.dtype) -> tuple[torch.Tensor,
     return kernel.to(dtype), width
 
 
-def resample(wave: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE):
+def resample(
+    wave: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE
+) -> np.ndarray | torch.Tensor:
     """Band-limited resampling equal to torchaudio's default (`transforms.Resample(orig_sr, new_sr)`).
 
     wave: [..., n] numpy or torch (float); returns the same kind, [..., ceil(n·new/orig)] (the length
@@ -127,7 +129,7 @@ def resample(wave: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int = SAMPLE
     if orig_sr == new_sr:
         return wave
     is_numpy = not isinstance(wave, torch.Tensor)
-    x = torch.from_numpy(np.asarray(wave)) if is_numpy else wave
+    x = torch.from_numpy(np.ascontiguousarray(wave)) if is_numpy else wave
     if not x.is_floating_point():
         raise InputError(f"resample needs a float wave, got {x.dtype}")
     g = math.gcd(orig_sr, new_sr)
@@ -150,7 +152,9 @@ def resample(wave: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int = SAMPLE
 # ----------------------------------------------------------------------------- reference
 
 
-def normalize_reference_rms(wave: np.ndarray | torch.Tensor, target_rms: float = 0.1):
+def normalize_reference_rms(
+    wave: np.ndarray | torch.Tensor, target_rms: float = 0.1
+) -> tuple[np.ndarray | torch.Tensor, float]:
     """Upstream's reference loudness rule on the mono wave, before resampling.
 
     Returns (wave scaled up to `target_rms` if quieter, else unchanged; rms as float). The caller
@@ -158,7 +162,7 @@ def normalize_reference_rms(wave: np.ndarray | torch.Tensor, target_rms: float =
     Computed in torch float32 with upstream's op order so the result is bit-identical.
     """
     is_numpy = not isinstance(wave, torch.Tensor)
-    x = torch.from_numpy(np.asarray(wave, dtype=np.float32)) if is_numpy else wave
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)) if is_numpy else wave
     if x.numel() == 0:
         raise AudioError("reference audio is empty (0 samples)")
     rms = torch.sqrt(torch.mean(torch.square(x)))
@@ -226,14 +230,32 @@ def normalize_dbfs(wave: np.ndarray, target_dbfs: float = -20.0) -> np.ndarray:
 
 
 def to_int16(wave: np.ndarray | torch.Tensor) -> np.ndarray:
-    """float → int16 exactly as libsndfile writes PCM_16: x·32767 if x > 0 else x·32768 (in float64),
-    round half to even, clip. So a float32 wave read from a 16-bit file converts back losslessly."""
+    """float → int16 exactly as libsndfile 1.2 writes a PCM_16 WAV: round(x·2³¹) clipped to int32,
+    then an arithmetic shift by 16 (≈ floor(x·32768)). Lossless for a wave read from a 16-bit file,
+    and what IndicF5's `sf.write(..., format="WAV")` produces. NaN → 0."""
     if isinstance(wave, torch.Tensor):
         wave = wave.detach().cpu().numpy()
-    x = np.asarray(wave, dtype=np.float64)
-    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-    scaled = np.rint(x * np.where(x > 0, 32767.0, 32768.0))
-    return np.clip(scaled, -32768, 32767).astype(np.int16)
+    x = np.nan_to_num(np.asarray(wave, dtype=np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+    q32 = np.clip(np.rint(x * 2147483648.0), -2147483648, 2147483647).astype(np.int64)
+    return (q32 >> 16).astype(np.int16)
+
+
+def postprocess_indicf5(
+    wave: np.ndarray, sr: int = 24000, remove_silence: bool = True, target_dbfs: float = -20.0
+) -> np.ndarray:
+    """IndicF5 `INF5Model.forward` tail, exactly: int16 (libsndfile rounding), optional long-silence
+    removal, gain to `target_dbfs` with audioop's floor rounding. [n] float → [n] int16."""
+    q = to_int16(wave)
+    x = q.astype(np.float32) / 32768.0  # exact: the int16 view of x is q again
+    if remove_silence:
+        x = remove_long_silences(x, sr)
+    q = np.rint(x * 32768.0).astype(np.int64)
+    rms = math.floor(math.sqrt(float(np.dot(q, q)) / q.size)) if q.size else 0
+    if rms == 0:
+        return q.astype(np.int16)  # pydub would compute an infinite gain; silence stays silence
+    gain_db = target_dbfs - 20 * math.log(rms / 32768.0, 10)
+    factor = 10 ** (gain_db / 20)
+    return np.clip(np.floor(q * factor), -32768, 32767).astype(np.int16)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -249,7 +271,11 @@ def encode_audio(wave: np.ndarray, sr: int, fmt: str, subtype: str = "PCM_16") -
     if fmt_key not in _FORMATS:
         raise InputError(f"unsupported audio format {fmt!r} (expected wav, flac or pcm)", "response_format")
     if subtype not in _SUBTYPES:
-        raise InputError(f"unsupported sample format {subtype!r} (expected PCM_16 or FLOAT)", "response_format")
+        raise InputError(
+            f"unsupported sample format {subtype!r} (expected PCM_16 or FLOAT)", "response_format"
+        )
+    if int(sr) != sr or sr <= 0:
+        raise InputError(f"invalid sample rate {sr}")
     if fmt_key == "flac" and subtype == "FLOAT":
         raise InputError("FLAC cannot store float samples; use PCM_16", "response_format")
     if isinstance(wave, torch.Tensor):
@@ -283,6 +309,8 @@ def wav_stream_header(sr: int, channels: int = 1, bits: int = 16) -> bytes:
     fmt_tag = 3 if bits == 32 else 1
     fmt = struct.pack("<HHIIHH", fmt_tag, channels, sr, sr * block, block, bits)
     unknown = 0xFFFFFFFF
-    return b"RIFF" + struct.pack("<I", unknown) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + (
-        struct.pack("<I", unknown)
+    return (
+        struct.pack("<4sI8sI", b"RIFF", unknown, b"WAVEfmt ", 16)
+        + fmt
+        + struct.pack("<4sI", b"data", unknown)
     )

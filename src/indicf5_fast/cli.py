@@ -142,6 +142,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     from indicf5_fast.engine import TTS
 
     text = args.text if args.text is not None else _read_text_file(args.text_file)
+    out = _output_path(args.out)  # fail before the (slow) model load
     cfg = config_from_args(args, remove_silence=args.remove_silence)
     t0 = time.perf_counter()
     tts = TTS.load(cfg.model, **{k: v for k, v in cfg.__dict__.items() if k != "model"})
@@ -165,14 +166,27 @@ def _run_synth(args: argparse.Namespace) -> int:
     t_synth = time.perf_counter() - t1
     if bar:
         bar.close()
-    out = Path(args.out)
-    write_audio(out, wave, 24_000, subtype=args.subtype)
+    try:
+        write_audio(out, wave, 24_000, subtype=args.subtype)
+    except OSError as e:
+        raise IndicF5Error(f"cannot write {out}: {e}") from e
     secs = len(wave) / 24_000
     print(
         f"wrote {out} ({secs:.2f} s audio, {len(chunks)} chunk(s)); load {t_load:.1f} s, "
         f"synthesis {t_synth:.2f} s, RTF {t_synth / max(secs, 1e-9):.3f} [{tts.backend.describe()}]"
     )
     return 0
+
+
+def _output_path(path: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in (".wav", ".flac"):
+        raise IndicF5Error(f"--out must end in .wav or .flac, got {out.name!r}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise IndicF5Error(f"cannot create the output directory {out.parent}: {e}") from e
+    return out
 
 
 def _read_text_file(path: str) -> str:

@@ -94,9 +94,7 @@ def write_random_checkpoint(
     dit = init_random_(DiT(dit_args), g)
     vocos = Vocos(voc_args)
     init_random_vocos(vocos, g)
-    tensors = {f"ema_model._orig_mod.transformer.{k}": v.contiguous() for k, v in dit.state_dict().items()}
-    tensors |= {f"vocoder._orig_mod.{k}": v.contiguous() for k, v in vocos.state_dict().items()}
-    save_file(tensors, str(out / "model.safetensors"))
+    save_file(indicf5_layout(dit, vocos), str(out / "model.safetensors"))
     (out / "checkpoints" / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
     config = {
         "model_type": "inf5",
@@ -116,6 +114,14 @@ def write_random_checkpoint(
     sf.write(str(out / "prompts" / "demo.wav"), demo_voice(seed=seed), 24_000, subtype="PCM_16")
     (out / "prompts" / "demo.txt").write_text(DEMO_TEXT + "\n", encoding="utf-8")
     return out
+
+
+def indicf5_layout(dit: DiT, vocos: Vocos) -> dict[str, torch.Tensor]:
+    """State dicts under the key prefixes of IndicF5's model.safetensors (both modules were
+    wrapped in torch.compile when IndicF5 saved them, hence ``_orig_mod.``)."""
+    tensors = {f"ema_model._orig_mod.transformer.{k}": v.contiguous() for k, v in dit.state_dict().items()}
+    tensors |= {f"vocoder._orig_mod.{k}": v.contiguous() for k, v in vocos.state_dict().items()}
+    return tensors
 
 
 def init_random_vocos(vocos: Vocos, g: torch.Generator) -> Vocos:
