@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-from upstream_oracle import f5_model
 
 import indicf5_fast
 from indicf5_fast.errors import CheckpointError
@@ -16,6 +15,7 @@ from indicf5_fast.model.dit import DiT, DiTArgs
 from indicf5_fast.model.random_checkpoint import BASE_VOCAB_SIZE, build_vocab, indicf5_layout
 from indicf5_fast.model.vocos import Vocos, VocosArgs
 from indicf5_fast.text import Tokenizer
+from upstream_oracle import f5_model
 
 SAMPLES = {
     "hindi": "नमस्ते दुनिया, यह एक परीक्षण है। क्या आप ठीक हैं?",

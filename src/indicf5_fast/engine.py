@@ -382,8 +382,8 @@ class TTS:
         joined = audio_io.cross_fade_join(
             [self._scale_back(w, voice) for w in waves], SAMPLE_RATE, CROSS_FADE_SECONDS
         )
-        if self.config.remove_silence:
-            joined = audio_io.normalize_dbfs(audio_io.remove_long_silences(joined, SAMPLE_RATE))
+        if self.config.remove_silence:  # IndicF5's int16 output chain, returned as float32
+            joined = audio_io.postprocess_indicf5(joined, SAMPLE_RATE).astype(np.float32) / 32768.0
         return np.asarray(joined, dtype=np.float32)
 
 
