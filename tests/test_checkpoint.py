@@ -154,3 +154,22 @@ def test_upstream_checkpoint_plus_vocos_dir(tiny_ckpt, tmp_path, kind):
     assert wave.shape == (59 * 256,)
     with pytest.raises(CheckpointError, match="vocab"):
         load_checkpoint(weights)
+
+
+def test_hub_id_goes_through_huggingface_hub(tiny_ckpt, monkeypatch):
+    """No network in tests: snapshot_download is replaced, the call path is real."""
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(repo_id, **kwargs):
+        calls.append(repo_id)
+        if repo_id == "ai4bharat/IndicF5":
+            return str(tiny_ckpt)
+        raise OSError(f"{repo_id}: 404 repository not found")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    tts = indicf5_fast.load("ai4bharat/IndicF5", device="cpu", dtype="float32")
+    assert calls == ["ai4bharat/IndicF5"] and tts.tokenizer.vocab_size > 500
+    with pytest.raises(CheckpointError, match="could not download"):
+        load_checkpoint("someone/missing-model")
