@@ -1,0 +1,355 @@
+"""ONNX Runtime backend: the exported graphs (``indicf5_fast.export``) run by ORT sessions.
+
+Execution providers, chosen by ``--providers`` (else by ``--device``):
+  * CPU (default here): fp32 (or int8) graphs, session options tuned for latency — intra-op
+    threads = physical cores, full graph optimisation, memory arena on.
+  * CUDA: the fp16 DiT graph; IO binding on torch CUDA tensors so x/cond/text embedding/mask and
+    the velocity stay on the GPU across sampler steps, on torch's own stream (no host sync per
+    step).
+  * TensorRT (through onnxruntime-gpu's TensorRT EP): the fp32 graphs built in fp16 by TensorRT,
+    engine + timing cache on disk, one explicit shape profile per graph covering the length
+    buckets (ORT keeps a TRT context on profile 0, so several profiles would not be used).
+CUDA and TensorRT are unverified here (no GPU); a provider that is not there is a
+BackendUnavailableError, never a silent CPU fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from indicf5_fast.backends.base import Backend
+from indicf5_fast.errors import BackendUnavailableError, InputError
+
+if TYPE_CHECKING:
+    from indicf5_fast.config import EngineConfig
+    from indicf5_fast.model.checkpoint import Checkpoint
+    from indicf5_fast.model.dit import DiT
+    from indicf5_fast.model.vocos import Vocos
+
+HOP = 256
+CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+GPU_PROVIDERS = (CUDA, TRT)
+PROVIDER_ALIASES = {
+    "cpu": CPU,
+    "cuda": CUDA,
+    "gpu": CUDA,
+    "tensorrt": TRT,
+    "trt": TRT,
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
+_NP_TYPES = {torch.float32: np.float32, torch.int64: np.int64, torch.bool: np.bool_}
+OUTPUTS = {"text_embed": "text_emb", "velocity": "v", "vocoder": "wave"}
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads slow ORT's GEMMs down)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores: set[tuple[str, str]] = set()
+    try:
+        phys = core = ""
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    phys = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                    cores.add((phys, core))
+    except OSError:
+        pass
+    return max(1, min(usable, len(cores) or usable))
+
+
+def resolve_providers(requested: list[str] | None, device: torch.device, available: list[str]) -> list[str]:
+    """``--providers`` (aliases cpu, cuda, tensorrt/trt, ...) or the device's default -> ORT
+    provider names, best first, CPU last as the fallback for nodes a GPU EP cannot take."""
+    if requested:
+        names = [PROVIDER_ALIASES.get(p.strip().lower(), p.strip()) for p in requested if p.strip()]
+    else:
+        names = [CUDA, CPU] if device.type == "cuda" else [CPU]
+    missing = [n for n in names if n not in available]
+    if missing:
+        hint = ""
+        if any(n in GPU_PROVIDERS for n in missing):
+            hint = (
+                " CUDA/TensorRT need onnxruntime-gpu (pip install 'indicf5-fast[onnx-gpu]'; it must replace"
+                " the CPU onnxruntime package, never sit beside it), a CUDA GPU, and for TensorRT the"
+                " TensorRT libraries."
+            )
+        raise BackendUnavailableError(
+            f"ONNX Runtime execution provider(s) {', '.join(missing)} not available here "
+            f"(available: {', '.join(available)}).{hint}"
+        )
+    if names[0] == TRT and CUDA not in names and CUDA in available:
+        names.insert(1, CUDA)  # nodes TensorRT rejects run on CUDA, not on the CPU
+    if CPU not in names:
+        names.append(CPU)
+    return list(dict.fromkeys(names))
+
+
+def pick_variant(dtype: str, providers: list[str]) -> str:
+    """Which export the providers want: CPU fp32; CUDA fp16 (float32 on request); TensorRT the fp32
+    graph (TensorRT itself builds fp16 kernels)."""
+    gpu = providers[0] in GPU_PROVIDERS
+    if dtype in ("float16",) and not gpu:
+        raise InputError("float16 needs a GPU provider (cuda/tensorrt); the CPU runs the fp32 graph", "dtype")
+    if dtype == "bfloat16":
+        raise InputError(
+            "backend onnx has fp32/fp16/int8 graphs, no bfloat16 (for bf16 on CPU use backend openvino or torch)",
+            "dtype",
+        )
+    if providers[0] == CUDA and dtype in ("auto", "float16", None, ""):
+        return "fp16"
+    return "fp32"
+
+
+def session_options(threads: int, gpu: bool):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # the graphs are chains; parallel = overhead
+    so.inter_op_num_threads = 1
+    so.intra_op_num_threads = 1 if gpu else threads
+    so.enable_cpu_mem_arena = True  # reuse activation buffers across steps (shapes repeat per request)
+    # no busy-waiting between ops: three sessions and torch's pool share the cores (measured
+    # faster on a loaded CPU; a 0.4 GFLOP/frame pass leaves spinning nothing to win)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def trt_profile(io: dict, max_batch: int, max_frames: int, opt_frames: int, opt_batch: int) -> dict[str, str]:
+    """One TensorRT optimisation profile (min/opt/max) for a graph's dynamic inputs:
+    batch 1..max_batch, frames 2..max_frames (the largest length bucket)."""
+    out = {}
+    for kind, batch, frames in (
+        ("min", 1, 2),
+        ("opt", opt_batch, opt_frames),
+        ("max", max_batch, max_frames),
+    ):
+        parts = []
+        for name, spec in io["inputs"].items():
+            dims = [batch if d == "batch" else frames if d == "frames" else int(d) for d in spec["shape"]]
+            parts.append(f"{name}:" + "x".join(str(d) for d in dims))
+        out[f"trt_profile_{kind}_shapes"] = ",".join(parts)
+    return out
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def __init__(
+        self,
+        onnx_dir: Path,
+        manifest: dict,
+        providers: list[str],
+        device: torch.device,
+        *,
+        threads: int | None = None,
+        max_batch: int = 8,
+        max_frames: int = 4096,
+        frame_bucket: int = 64,
+        trt_fp16: bool = True,
+        trt_cache: Path | None = None,
+    ):
+        import onnxruntime as ort
+
+        self.onnx_dir, self.manifest, self.device = Path(onnx_dir), manifest, device
+        self.variant = manifest["variant"]
+        self.requested = providers
+        self.gpu = providers[0] in GPU_PROVIDERS
+        # IO binding on torch tensors needs torch to see the same GPU; else numpy in/out
+        self.bind = self.gpu and device.type == "cuda"
+        self.device_id = (device.index or 0) if device.type == "cuda" else 0
+        self.dtype = (
+            torch.float16 if self.variant == "fp16" or (providers[0] == TRT and trt_fp16) else torch.float32
+        )
+        self.text_dim = manifest["dit_args"]["text_dim"]
+        self.threads = threads or physical_cores()
+        self.trt_cache = trt_cache or self.onnx_dir / "trt-cache"
+        self._run_options = ort.RunOptions()
+        stream = None
+        if self.bind:
+            stream = torch.cuda.current_stream(device).cuda_stream
+            # ORT works on torch's stream: no host sync needed between a step and the next
+            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        bucket = max(1, frame_bucket)
+        top = -(-max_frames // bucket) * bucket
+        self.sessions = {}
+        for graph, info in manifest["graphs"].items():
+            opt_batch = 1 if graph == "vocoder" else 2  # CFG packs cond + uncond
+            prov = self._provider_options(
+                info, stream, trt_fp16, max_batch=2 * max(1, max_batch), top=top, opt_batch=opt_batch
+            )
+            so = session_options(self.threads, self.gpu)
+            try:
+                sess = ort.InferenceSession(str(self.onnx_dir / info["file"]), so, providers=prov)
+            except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+                raise BackendUnavailableError(f"ONNX Runtime could not load {info['file']}: {e}") from e
+            active = sess.get_providers()
+            if providers[0] not in active:  # ORT falls back to CPU silently when an EP fails to start
+                raise BackendUnavailableError(
+                    f"{providers[0]} was requested but ONNX Runtime could not start it (active: {active}); "
+                    "check the CUDA/cuDNN/TensorRT libraries match your onnxruntime-gpu build"
+                )
+            self.sessions[graph] = sess
+        self.active_providers = self.sessions["velocity"].get_providers()
+
+    def _provider_options(self, info, stream, trt_fp16, *, max_batch, top, opt_batch) -> list:
+        """Per-session provider list: GPU EPs share torch's stream; TensorRT gets its caches and
+        one shape profile (batch 1..max_batch, frames 2..top, optimised for opt_batch x 512)."""
+        out: list = []
+        for p in self.requested:
+            opts: dict[str, object] = {}
+            if p in GPU_PROVIDERS:
+                opts["device_id"] = self.device_id
+                if stream is not None:
+                    opts["has_user_compute_stream"] = "1"
+                    opts["user_compute_stream"] = str(stream)
+            if p == CUDA:
+                opts |= {"arena_extend_strategy": "kSameAsRequested", "cudnn_conv_algo_search": "HEURISTIC"}
+            if p == TRT:
+                self.trt_cache = _writable(
+                    self.trt_cache, manifest_key=self.manifest["source"]["fingerprint"]
+                )
+                opts |= {
+                    "trt_fp16_enable": bool(trt_fp16),
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(self.trt_cache),
+                    "trt_timing_cache_enable": True,
+                    "trt_timing_cache_path": str(self.trt_cache),
+                    "trt_max_workspace_size": 4 << 30,
+                    **trt_profile(info, max_batch, top, min(512, top), opt_batch),
+                }
+            out.append((p, opts) if opts else p)
+        return out
+
+    # ------------------------------------------------------------------ running
+    def _run(self, graph: str, feeds: dict[str, torch.Tensor], out_shape: tuple[int, ...]) -> torch.Tensor:
+        """Run one graph; the output lands on the device of the first input (the sampler keeps its
+        tensors where they are: on the GPU with IO binding nothing crosses the bus per step)."""
+        sess = self.sessions[graph]
+        where = next(iter(feeds.values())).device
+        if not self.bind:
+            arrays = {k: v.detach().to("cpu").contiguous().numpy() for k, v in feeds.items()}
+            out = torch.from_numpy(sess.run([OUTPUTS[graph]], arrays, self._run_options)[0])
+            return out.to(where)
+        binding = sess.io_binding()
+        keep = []  # the bound buffers must outlive run_with_iobinding
+        for name, t in feeds.items():
+            t = t.to(self.device).contiguous()
+            keep.append(t)
+            binding.bind_input(name, "cuda", self.device_id, _NP_TYPES[t.dtype], tuple(t.shape), t.data_ptr())
+        out = torch.empty(out_shape, dtype=torch.float32, device=self.device)
+        binding.bind_output(OUTPUTS[graph], "cuda", self.device_id, np.float32, out_shape, out.data_ptr())
+        # same CUDA stream as torch (user_compute_stream) and no sync at the end of the run:
+        # torch's later kernels on that stream are ordered after ORT's
+        sess.run_with_iobinding(binding, self._run_options)
+        return out.to(where)
+
+    @torch.inference_mode()
+    def text_embed(self, tokens: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        b, n = tokens.shape
+        feeds = {"tokens": tokens.to(torch.int64), "drop": drop.to(torch.bool)}
+        return self._run("text_embed", feeds, (b, n, self.text_dim))
+
+    @torch.inference_mode()
+    def velocity(self, x, cond, text_emb, t, mask):
+        b, n, c = x.shape
+        if mask is None:  # the graph always takes a mask: all frames valid
+            mask = torch.ones(b, n, dtype=torch.bool, device=x.device)
+        feeds = {
+            "x": x.to(torch.float32),
+            "cond": cond.to(torch.float32),
+            "text_emb": text_emb.to(torch.float32),
+            "t": t.to(torch.float32).reshape(-1).expand(b),
+            "mask": mask.to(torch.bool),
+        }
+        return self._run("velocity", feeds, (b, n, c))
+
+    @torch.inference_mode()
+    def vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        b, _, n = mel.shape
+        return self._run("vocoder", {"mel": mel.to(torch.float32)}, (b, max(0, n - 1) * HOP))
+
+    def warmup(self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """One pass per (length, batch): builds TensorRT engines (cached on disk) and sizes the
+        memory arenas before the first request."""
+        dev = self.device
+        for n in sorted(set(frame_lengths)):
+            emb = self.text_embed(torch.zeros(2, n, dtype=torch.int64), torch.tensor([False, True]))
+            for b in batch_sizes:
+                x = torch.zeros(2 * b, n, 100, device=dev)
+                self.velocity(x, x, emb[:1].expand(2 * b, -1, -1), torch.zeros(2 * b, device=dev), None)
+            self.vocode(torch.zeros(1, 100, n, device=dev))
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "variant": self.variant,
+            "providers": self.active_providers,
+            "onnx_dir": str(self.onnx_dir),
+            "threads": None if self.gpu else self.threads,
+        }
+
+
+def _writable(path: Path, manifest_key: str) -> Path:
+    """``path`` if it can be created and written (TensorRT engines are cached there), else a
+    per-user cache dir (exports on read-only storage)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    fallback = (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "indicf5-fast" / "trt" / manifest_key
+    )
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+def create_onnx_backend(
+    config: EngineConfig, ckpt: Checkpoint, dit: DiT, vocos: Vocos, device: torch.device
+) -> Backend:
+    """backend "onnx" (ONNX Runtime) or "openvino". Uses ``config.onnx_dir`` if given, else
+    exports next to the checkpoint once (``ensure_onnx_export``) and reuses it afterwards."""
+    if config.backend == "openvino":
+        from indicf5_fast.backends.openvino_backend import create_openvino_backend
+
+        return create_openvino_backend(config, ckpt, dit, vocos, device)
+    import onnxruntime as ort  # ImportError -> BackendUnavailableError in create_backend
+
+    from indicf5_fast.export import check_manifest, ensure_onnx_export, read_manifest
+
+    providers = resolve_providers(config.providers, device, ort.get_available_providers())
+    variant = pick_variant(config.dtype, providers)
+    if config.onnx_dir:
+        onnx_dir = Path(config.onnx_dir)
+    else:
+        onnx_dir = ensure_onnx_export(
+            ckpt.source, fp16=variant == "fp16", checkpoint=ckpt, modules=(dit, vocos)
+        )
+    manifest = read_manifest(onnx_dir)
+    check_manifest(manifest, ckpt, onnx_dir)
+    return OnnxBackend(
+        onnx_dir,
+        manifest,
+        providers,
+        device,
+        threads=config.threads,
+        max_batch=config.max_batch_size,
+        max_frames=ckpt.dit_args.text_pos_max,
+        frame_bucket=config.frame_bucket,
+        trt_fp16=config.dtype != "float32",
+    )
