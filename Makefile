@@ -15,7 +15,7 @@ $(PY):
 # torch first (pinned CPU build), so nothing later can pull an unpinned CUDA torch
 $(STAMP): $(PY) pyproject.toml requirements/cpu.txt requirements/oracle.txt
 	$(PIP) install --quiet -r requirements/cpu.txt
-	$(PIP) install --quiet -e ".[server,onnx,openvino,bench,dev]" -c requirements/cpu.txt
+	$(PIP) install --quiet -e ".[server,onnx,openvino,bench,dev,triton]" -c requirements/cpu.txt
 	$(PIP) install --quiet --no-deps f5-tts==1.1.22 vocos==0.1.0
 	$(PIP) install --quiet -r requirements/oracle.txt -c requirements/cpu.txt
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'unexpected torch ' + v)"
