@@ -42,5 +42,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m indicf5_fast.cli bench --quick --output-dir $(ART)/bench-quick
 
+soak: $(STAMP)
+	@test -f $(ART)/tiny/model.safetensors || $(PY) -m indicf5_fast.cli init-random $(ART)/tiny --arch tiny
+	$(PY) -m indicf5_fast.cli stress --soak --requests 1000 --concurrency 4 --spawn-server --model $(ART)/tiny \
+	    --server-args "--preset fast --data-dir $(ART)/soak/voices" --output-dir $(ART)/soak
+
 clean:
 	rm -rf $(VENV) $(ART) .pytest_cache
