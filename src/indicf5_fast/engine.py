@@ -335,7 +335,10 @@ class TTS:
         seeds: list[int],
         opts: SamplingOptions,
     ) -> torch.Tensor:
-        b, n = len(durations), max(durations)
+        b, n_max = len(durations), max(durations)
+        # compiled backends: pad frames to a bucket multiple (masked) so graphs are reused
+        bucket = max(1, int(getattr(self.backend, "frame_bucket", 1)))
+        n = -(-n_max // bucket) * bucket
         cond = torch.zeros(b, n, 100)
         cond_mask = torch.zeros(b, n, dtype=torch.bool)
         for i, c in enumerate(conds):
@@ -343,9 +346,9 @@ class TTS:
             cond[i, :m] = c[:m]
             cond_mask[i, :m] = True
         text_emb, null_emb = self._text_embeddings(tokens, durations, n, opts.cfg_strength >= 1e-5)
-        noise = sampling.initial_noise(durations, seeds)
+        noise = torch.nn.functional.pad(sampling.initial_noise(durations, seeds), (0, 0, 0, n - n_max))
         grid = sampling.time_grid(opts.nfe_step, opts.schedule, opts.sway_sampling_coef)
-        mask = sampling.lengths_to_mask(durations, n) if b > 1 else None
+        mask = sampling.lengths_to_mask(durations, n) if (b > 1 or bucket > 1) else None
         out = sampling.sample(
             self.backend.velocity,
             noise,
@@ -358,7 +361,7 @@ class TTS:
             mask=mask,
             cfg_skip_last=opts.cfg_skip_last,
         )
-        return out.cpu()
+        return out[:, :n_max].cpu()
 
     def _text_embeddings(self, tokens: list[list[int]], durations: list[int], n: int, with_null: bool):
         """Once per request: each item's embedding at its own length, zero-padded to n frames

@@ -1,0 +1,97 @@
+"""`indicf5-fast bench` on the tiny checkpoint: outputs, per-stage numbers, fidelity columns,
+the in-process upstream baseline, unavailable rows, FLOP counting and the quick/demo plans."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from indicf5_fast.bench.cli import add_parser, build_configs
+from indicf5_fast.bench.flops import dit_forward_flops, matmul_gflops
+from indicf5_fast.cli import main
+from indicf5_fast.model.dit import DiT, DiTArgs
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return parser.parse_args(["bench", *argv])
+
+
+def test_dit_flop_count_matches_torch_flop_counter():
+    args = DiTArgs.tiny(vocab_size=40)
+    dit = DiT(args).eval().set_attention("matmul")  # explicit GEMMs: the counter sees attention too
+    n, b = 37, 2
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        dit(torch.randn(b, n, 100), torch.randn(b, n, 100), torch.randn(b, n, args.text_dim), torch.rand(b))
+    assert dit_forward_flops(args, n, b) == counter.get_total_flops()
+
+
+def test_matmul_peak_is_positive():
+    assert matmul_gflops(torch.float32, size=256) > 0
+
+
+def test_quick_and_demo_plans():
+    configs, seconds, repeats = build_configs(_parse("--quick"))
+    labels = [c.label for c in configs]
+    assert "upstream f5-tts fp32 eager nfe32 uniform" in labels
+    assert "torch bf16 compile nfe32 uniform" in labels and "torch bf16 compile nfe7 epss" in labels
+    assert "torch fp32 eager nfe7 epss" in labels  # fidelity reference of the fast rows
+    assert seconds == [2.0] and repeats >= 2
+    configs, seconds, repeats = build_configs(_parse("--demo"))
+    assert [c.label for c in configs] == [
+        "upstream f5-tts fp32 eager nfe32 uniform",
+        "torch bf16 eager nfe32 uniform",
+        "torch bf16 eager nfe7 epss",
+    ]
+    grid, _, _ = build_configs(_parse("--backends", "torch,onnx", "--dtypes", "float32", "--steps", "8:epss"))
+    assert {(c.backend, c.compile) for c in grid} == {
+        ("upstream", False),
+        ("torch", False),
+        ("torch", True),
+        ("onnx", False),
+    }
+
+
+def test_bench_writes_json_markdown_png_with_upstream_baseline(tiny_ckpt, tmp_path):
+    from indicf5_fast.bench.upstream import upstream_unavailable_reason
+
+    reason = upstream_unavailable_reason()
+    if reason:  # the optional oracle packages (f5-tts, vocos) are absent
+        pytest.skip(reason)
+    out_json = tmp_path / "results" / "r.json"
+    argv = ["bench", "--model", str(tiny_ckpt), "--dtypes", "float32,bfloat16,float16", "--compile", "off"]
+    argv += ["--steps", "4:uniform", "--seconds", "0.6", "--repeats", "2", "--no-progress"]
+    argv += ["--output-dir", str(tmp_path), "--output-json", str(out_json)]
+    assert main(argv) == 0
+    res = json.loads(out_json.read_text(encoding="utf-8"))
+    rows = {r["label"]: r for r in res["rows"]}
+    up = rows["upstream f5-tts fp32 eager nfe4 uniform"]
+    up32 = rows["upstream f5-tts fp32 eager nfe32 uniform"]  # the baseline of every speedup
+    f32 = rows["torch fp32 eager nfe4 uniform"]
+    bf16 = rows["torch bf16 eager nfe4 uniform"]
+    assert res["matmul_peak_gflops"]["bfloat16"] > 0 and res["machine"]["torch_threads"] >= 1
+    for r in (up, f32, bf16):
+        assert r["runs"] == 2 and len(r["e2e_all_s"]) == 2 and r["e2e_s"] > 0
+        assert r["dit_passes"] == 4  # cond + uncond packed into one pass per step
+        assert r["stages_s"]["dit"] > 0 and r["stages_s"]["vocoder"] > 0 and r["dit_gflop"] > 0
+        assert r["audio_seconds"] > 0.3 and r["rtf"] == pytest.approx(r["e2e_s"] / r["audio_seconds"])
+        assert r["warmup_s"] > 0 and r["peak_mem_mb"] > 0
+    assert f32["stages_s"]["text_embed"] > 0 and f32["stages_s"]["frontend"] > 0
+    # same weights, reference, text and seed: upstream's mel equals ours at fp32
+    assert up["fidelity_ref"] == "torch fp32 eager nfe4 uniform"
+    assert up["mel_max_abs_diff"] < 1e-3 and up["mel_cosine"] > 0.99999
+    assert up["audio_seconds"] == f32["audio_seconds"] and up["dit_gflop"] == f32["dit_gflop"]  # same work
+    assert bf16["fidelity_ref"] == f32["label"]
+    assert 0.99 < bf16["mel_cosine"] < 1.0 and bf16["mel_max_abs_diff"] > 0
+    assert f32["speedup_vs_upstream_default"] == pytest.approx(up32["e2e_s"] / f32["e2e_s"])
+    assert f32["speedup_vs_upstream_same_nfe"] == pytest.approx(up["e2e_s"] / f32["e2e_s"])
+    assert up32["dit_passes"] == 32
+    assert [u["dtype"] for u in res["unavailable"]] == ["float16"]  # fp16 is refused on CPU
+    md = (tmp_path / "bench.md").read_text(encoding="utf-8")
+    assert "| configuration |" in md and f32["label"] in md and "unavailable" in md
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
