@@ -349,6 +349,12 @@ class TTS:
         noise = torch.nn.functional.pad(sampling.initial_noise(durations, seeds), (0, 0, 0, n - n_max))
         grid = sampling.time_grid(opts.nfe_step, opts.schedule, opts.sway_sampling_coef)
         mask = sampling.lengths_to_mask(durations, n) if (b > 1 or bucket > 1) else None
+        # Noise is drawn on the CPU (upstream's numbers for a seed), then everything the sampler
+        # touches moves to the backend's device once, so no step copies to or from the host.
+        dev = getattr(self.backend, "device", torch.device("cpu"))
+        noise, cond, cond_mask, text_emb, grid = (t.to(dev) for t in (noise, cond, cond_mask, text_emb, grid))
+        null_emb = None if null_emb is None else null_emb.to(dev)
+        mask = None if mask is None else mask.to(dev)
         out = sampling.sample(
             self.backend.velocity,
             noise,
