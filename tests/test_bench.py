@@ -31,6 +31,13 @@ def test_dit_flop_count_matches_torch_flop_counter():
     assert dit_forward_flops(args, n, b) == counter.get_total_flops()
 
 
+def test_busy_machine_runs_are_flagged():
+    from indicf5_fast.bench.runner import _disturbed
+
+    assert _disturbed([0.98, 0.97, 0.45]) == 1  # one run got half the CPU it should have
+    assert _disturbed([0.5, 0.49]) == 0  # a single-threaded workload is not "disturbed"
+
+
 def test_matmul_peak_is_positive():
     assert matmul_gflops(torch.float32, size=256) > 0
 
@@ -80,7 +87,8 @@ def test_bench_writes_json_markdown_png_with_upstream_baseline(tiny_ckpt, tmp_pa
         assert r["dit_passes"] == 4  # cond + uncond packed into one pass per step
         assert r["stages_s"]["dit"] > 0 and r["stages_s"]["vocoder"] > 0 and r["dit_gflop"] > 0
         assert r["audio_seconds"] > 0.3 and r["rtf"] == pytest.approx(r["e2e_s"] / r["audio_seconds"])
-        assert r["warmup_s"] > 0 and r["peak_mem_mb"] > 0
+        assert r["warmup_s"] > 0 and r["peak_mem_mb"] > 0 and r["engine_mb"] is not None
+        assert 0 <= r["disturbed_runs"] <= r["runs"]
     assert f32["stages_s"]["text_embed"] > 0 and f32["stages_s"]["frontend"] > 0
     # same weights, reference, text and seed: upstream's mel equals ours at fp32
     assert up["fidelity_ref"] == "torch fp32 eager nfe4 uniform"

@@ -84,12 +84,12 @@ def utf8_len(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-_SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?।॥])\s+|(?<=[；：，。！？])")
+_SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")  # exactly upstream's
 
 
 def chunk_text(text: str, max_bytes: int) -> list[str]:
     """Split after punctuation and pack sentences into chunks of at most ``max_bytes`` UTF-8
-    bytes (upstream ``chunk_text``; the danda ``।`` also ends a sentence here)."""
+    bytes (upstream ``chunk_text``)."""
     chunks: list[str] = []
     current = ""
     for sentence in _SENTENCE_SPLIT.split(text):

@@ -81,6 +81,30 @@ def prepack_linears_(dit: DiT) -> DiT:
     return dit
 
 
+def keep_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """glibc only: serve allocations up to 256 MB from the heap and keep freed memory mapped.
+
+    By default glibc hands large blocks (its threshold adapts up to 32 MB) to mmap and returns
+    them on free, so every pass over a few-hundred-frame batch page-faults its activations in
+    again: measured 1.2 s instead of 0.83 s per bf16 DiT pass at 608 frames, depending on the
+    process's allocation history. Process-wide; the memory stays with the process (as a caching
+    allocator's would). Returns False where it does not apply.
+    """
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, mmap_threshold)) and bool(
+            libc.mallopt(m_trim_threshold, trim_threshold)
+        )
+    except (OSError, AttributeError):
+        return False
+
+
 def bucket_length(n: int, bucket: int) -> int:
     """Smallest multiple of ``bucket`` that is >= n."""
     return int(math.ceil(n / max(1, bucket)) * max(1, bucket))
@@ -100,6 +124,8 @@ class TorchBackend(Backend):
         prepack: bool = True,
     ):
         self.device, self.dtype = device, dtype
+        if device.type == "cpu":
+            keep_freed_memory()
         inv_freq = dit.rotary_embed.inv_freq.detach().float().clone()
         self.dit = dit.to(device=device, dtype=dtype).eval().requires_grad_(False)
         # rotary frequencies stay float32 (in bf16 the angle at frame 400 is off by up to 0.17 rad)

@@ -32,31 +32,34 @@ def markdown(results: dict) -> str:
         f"bf16 {peak.get('bfloat16', float('nan')):.0f} GFLOP/s.",
         "",
         "| configuration | speech s | e2e s | RTF | × upstream (NFE 32) | × upstream (same NFE) "
-        "| front end ms | text emb ms | DiT s | vocoder ms | DiT GFLOP/s (% peak) | peak mem MB (+run) "
+        "| front end ms | text emb ms | DiT s | vocoder ms | DiT GFLOP/s (% peak) | engine MB | peak RSS MB "
         "| warm-up s | mel cos | mel max abs diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         st = r["stages_s"]
         pct = f" ({_f(r.get('dit_pct_of_peak'), '.0f')} %)" if r.get("dit_pct_of_peak") is not None else ""
+        busy = f" ⚠ {r['disturbed_runs']}/{r['runs']} runs disturbed" if r.get("disturbed_runs") else ""
         lines.append(
-            f"| {r['label']} | {r['audio_seconds']:.2f} | {r['e2e_s']:.2f} | {r['rtf']:.3f} "
+            f"| {r['label']}{busy} | {r['audio_seconds']:.2f} | {r['e2e_s']:.2f} | {r['rtf']:.3f} "
             f"| {_f(r['speedup_vs_upstream_default'])}× | {_f(r['speedup_vs_upstream_same_nfe'])}× "
             f"| {_ms(st['frontend'])} | {_ms(st['text_embed'])} | {st['dit']:.2f} | {_ms(st['vocoder'])} "
-            f"| {_f(r['dit_gflops_per_s'], '.0f')}{pct} | {_f(r['peak_mem_mb'], '.0f')} "
-            f"(+{_f(r.get('peak_delta_mb'), '.0f')}) "
+            f"| {_f(r['dit_gflops_per_s'], '.0f')}{pct} | {_f(r.get('engine_mb'), '.0f')} "
+            f"| {_f(r['peak_mem_mb'], '.0f')} "
             f"| {_f(r['warmup_s'], '.1f')} | {_f(r.get('mel_cosine'), '.6f')} "
             f"| {_f(r.get('mel_max_abs_diff'), '.2e')} |"
         )
     for u in results.get("unavailable", []):
-        lines.append(f"| {u['label']} | unavailable: {u['reason']} |" + " |" * 13)
+        lines.append(f"| {u['label']} | unavailable: {u['reason']} |" + " |" * 14)
     lines += [
         "",
         "× upstream = upstream f5-tts eager fp32 end-to-end time / this row's, same reference, text "
         "and length (NFE 32 = IndicF5's default setting; same NFE = upstream run at this row's NFE "
         "and schedule). Mel columns compare the generated mel with the fp32 eager run of the same "
-        "NFE, schedule and seed. Peak memory: process peak RSS on CPU (every loaded model "
-        "included; +run = rise during the run), max allocated on CUDA.",
+        "NFE, schedule and seed. Engine MB: process memory growth while that engine loaded and "
+        "warmed up (weights, prepacked/frozen copies, working memory; engines loaded later can "
+        "reuse memory freed by earlier ones). Peak RSS: the whole process (every loaded model) "
+        "during the run on CPU, max allocated on CUDA.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -71,6 +74,15 @@ def console_table(results: dict) -> str:
         )
     for u in results.get("unavailable", []):
         out.append(f"{u['label']:44s} unavailable ({u['reason'][:70]})")
+    busy = [
+        f"{r['label']} ({r['disturbed_runs']}/{r['runs']})"
+        for r in results["rows"]
+        if r.get("disturbed_runs")
+    ]
+    if busy:
+        out.append(
+            "WARNING: other work slowed some runs (CPU share < 80 % of the best run): " + ", ".join(busy)
+        )
     peak = results["matmul_peak_gflops"]
     out.append(
         f"matmul peak: fp32 {peak.get('float32', float('nan')):.0f} GFLOP/s, "

@@ -155,6 +155,21 @@ class Engines:
         return indicf5_fast.load(str(p.model_dir), backend=backend, onnx_dir=str(self._onnx_dir), **common)
 
 
+def rss_mb() -> float:
+    """Resident memory of this process now (MB); NaN where /proc is not available."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _disturbed(shares: list[float]) -> int:
+    return sum(x < 0.8 * max(shares) for x in shares) if shares else 0
+
+
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
@@ -169,9 +184,12 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
     t_load = time.perf_counter()
     ours_keys = [c.engine_key for c in plan.configs if c.backend != "upstream"]
     keys = list(dict.fromkeys(ours_keys + [c.engine_key for c in plan.configs if c.backend == "upstream"]))
+    engine_mb: dict[tuple, float] = {}  # process memory growth while loading + warming up
     for key in keys:
         say(f"loading {key[0]} {key[1]}{' compile' if key[2] else ''}")
+        before = rss_mb()
         engines.get(key)
+        engine_mb[key] = rss_mb() - before
     front = next((engines.engines[k] for k in ours_keys if k in engines.engines), None)
     if front is None:  # nothing of ours loaded: the front end needs one fp32 eager engine
         front = engines.get(("torch", "float32", False))
@@ -195,12 +213,15 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
         cfg = next(c for c in live if c.engine_key == key)
         for s in plan.seconds:  # short run on the real shapes: primitive caches, compile
             say(f"warm-up {cfg.label} {s:g}s")
-            t0 = time.perf_counter()
+            t0, before = time.perf_counter(), rss_mb()
             run(cfg, s, nfe=2)
             warmups[(key, s)] = time.perf_counter() - t0
+            engine_mb[key] += rss_mb() - before
 
     peaks: dict[str, list[float]] = {"float32": [], "bfloat16": []}
     results: dict[tuple[Config, float], list[RunResult]] = {(c, s): [] for c in live for s in plan.seconds}
+    # CPU time this process got / (wall time x threads): other work on the machine lowers it
+    shares: dict[tuple[Config, float], list[float]] = {k: [] for k in results}
     order = list(results)
     for rep in range(plan.repeats):
         for dt in peaks:
@@ -209,7 +230,10 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
             if rep >= (cfg.repeats or plan.repeats):
                 continue
             say(f"run {rep + 1}/{plan.repeats}: {cfg.label} {s:g}s")
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             results[(cfg, s)].append(run(cfg, s))
+            wall = (time.perf_counter() - wall0) * torch.get_num_threads()
+            shares[(cfg, s)].append((time.process_time() - cpu0) / max(wall, 1e-9))
 
     # fidelity reference: ours torch fp32 eager, same NFE/schedule/length/seed (else upstream fp32)
     def reference(cfg: Config, s: float) -> tuple[str, RunResult] | None:
@@ -244,6 +268,10 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
             "warmup_s": warmups.get((cfg.engine_key, s)),
             "peak_mem_mb": max(r.peak_mem_mb for r in runs),
             "peak_delta_mb": max(r.peak_delta_mb for r in runs),
+            "engine_mb": engine_mb.get(cfg.engine_key),
+            "cpu_share": [round(x, 3) for x in shares[(cfg, s)]],
+            # CPU share < 80 % of this configuration's best run: other work took the cores
+            "disturbed_runs": _disturbed(shares[(cfg, s)]) if device.type == "cpu" else 0,
             "dit_passes": len(runs[0].passes),
             "dit_gflop": flops / 1e9,
             "dit_gflops_per_s": dit_gflops,
