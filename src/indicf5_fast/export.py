@@ -58,13 +58,18 @@ def default_export_dir(model: str | Path, fp16: bool = False, quantize: str | No
 def _writable_dir(path: Path, fingerprint: str, variant: str) -> Path:
     """``path`` if it can be created/written, else a per-user cache dir keyed by the checkpoint
     (hub snapshots may live on read-only storage)."""
+    return writable_or(path, _cache_root() / f"{fingerprint}-{variant}")
+
+
+def writable_or(path: Path, fallback: Path) -> Path:
+    """``path`` if it can be created and written, else ``fallback`` (not created here)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         if os.access(path, os.W_OK):
             return path
     except OSError:
         pass
-    return _cache_root() / f"{fingerprint}-{variant}"
+    return fallback
 
 
 def _cache_root() -> Path:

@@ -304,19 +304,13 @@ class OnnxBackend(Backend):
 
 
 def _writable(path: Path, manifest_key: str) -> Path:
-    """``path`` if it can be created and written (TensorRT engines are cached there), else a
-    per-user cache dir (exports on read-only storage)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    fallback = (
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "indicf5-fast" / "trt" / manifest_key
-    )
-    fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
+    """``path`` if writable (TensorRT engines are cached there), else a per-user cache dir."""
+    from indicf5_fast.export import writable_or
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "indicf5-fast" / "trt"
+    out = writable_or(path, cache / manifest_key)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def create_onnx_backend(
