@@ -103,3 +103,27 @@ def test_bench_writes_json_markdown_png_with_upstream_baseline(tiny_ckpt, tmp_pa
     md = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert "| configuration |" in md and f32["label"] in md and "unavailable" in md
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
+def test_bench_runs_export_backends_with_fidelity_against_torch_fp32(backend, tiny_ckpt, tmp_path):
+    pytest.importorskip("openvino" if backend == "openvino" else "onnxruntime")
+    out_json = tmp_path / "r.json"
+    argv = ["bench", "--model", str(tiny_ckpt), "--backends", f"torch,{backend}"]
+    argv += ["--dtypes", "float32,bfloat16", "--compile", "off", "--steps", "4:uniform"]
+    argv += ["--seconds", "0.6", "--repeats", "1", "--no-upstream", "--no-progress"]
+    argv += ["--output-json", str(out_json)]
+    assert main(argv) == 0
+    res = json.loads(out_json.read_text(encoding="utf-8"))
+    rows = {(r["backend"], r["dtype"]): r for r in res["rows"]}
+    dtype = "bfloat16" if backend == "openvino" else "float32"
+    row, ref = rows[(backend, dtype)], rows[("torch", "float32")]
+    assert row["runs"] == 1 and row["e2e_s"] > 0 and row["dit_passes"] == 4
+    assert row["audio_seconds"] == ref["audio_seconds"] and row["dit_gflop"] == ref["dit_gflop"]
+    assert row["fidelity_ref"] == ref["label"]
+    exact = backend == "onnx"  # same fp32 maths, other kernels; int8 and bf16 cost some fidelity
+    assert row["mel_cosine"] > (0.9999 if exact else 0.99)
+    assert (row["mel_max_abs_diff"] < 1e-3) == exact
+    assert row["dit_pct_of_peak"] is None and ref["dit_pct_of_peak"] > 0  # the peak is torch's GEMM
+    if backend != "openvino":  # ONNX Runtime runs fp32 graphs only on a CPU: bf16 is a clear refusal
+        assert [(u["backend"], u["dtype"]) for u in res["unavailable"]] == [(backend, "bfloat16")]

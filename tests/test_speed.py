@@ -70,6 +70,25 @@ def test_bf16_path_runs_in_bf16_and_stays_close_to_fp32(tiny_ckpt, tiny_tts, dem
     assert wave.dtype == np.float32 and np.isfinite(wave).all() and np.abs(wave).max() > 0
 
 
+# ------------------------------------------------------------------ attention variants
+@pytest.mark.parametrize("impl", ["matmul", "export"])
+def test_attention_variants_equal_sdpa_with_and_without_padding(impl):
+    args = DiTArgs.tiny(vocab_size=40)
+    ref = init_random_(DiT(args), torch.Generator().manual_seed(0)).eval()
+    alt = init_random_(DiT(args), torch.Generator().manual_seed(0)).eval().set_attention(impl)
+    g = torch.Generator().manual_seed(2)
+    x, cond = torch.randn(2, 29, 100, generator=g), torch.randn(2, 29, 100, generator=g)
+    t = torch.tensor([0.1, 0.8])
+    with torch.no_grad():
+        emb = ref.embed_text(torch.randint(0, 40, (2, 12), generator=g), torch.tensor([29, 22]))
+        for mask in (None, torch.arange(29)[None] < torch.tensor([[29], [22]])):
+            want, got = ref(x, cond, emb, t, mask), alt(x, cond, emb, t, mask)
+            assert torch.isfinite(got).all() and want.abs().max() > 1e-3
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="attention impl"):
+        alt.set_attention("flash")
+
+
 # ------------------------------------------------------------------ fused QKV
 def test_fused_qkv_equals_separate_projections():
     args = DiTArgs.tiny(vocab_size=40)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from indicf5_fast.model.vocos import Vocos
 
 FORMAT = "indicf5-fast-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fused QKV, bias-in-GEMM attention, opset 20 (older exports re-export)
 MANIFEST = "manifest.json"
 VARIANTS = ("fp32", "fp16", "int8")
 # max abs error the export-time self check accepts, per variant (fp32 measures ~1e-6..1e-5)

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
         default=None,
         help="dynamic int8 quantization of the DiT MatMul/Gemm weights (CPU; costs fidelity)",
     )
-    o.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    o.add_argument("--opset", type=int, default=None, help="ONNX opset, 17..23 (default 20)")
     o.add_argument("--flavour", choices=("v0", "v1"), default=None, help="DiT flavour (IndicF5 = v0)")
     o.add_argument("--vocab", default=None, help="vocab.txt (for upstream checkpoint files)")
     o.add_argument("--vocoder", default=None, help="Vocos directory (for checkpoints without vocoder)")

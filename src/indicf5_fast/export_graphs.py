@@ -25,7 +25,9 @@ from indicf5_fast.errors import BackendUnavailableError, CheckpointError
 from indicf5_fast.model.dit import DiT
 from indicf5_fast.model.vocos import Vocos
 
-DEFAULT_OPSET = 18  # opset 23's Attention op fails on ORT CPU with a [b, 1, 1, n] key mask
+# 20: the tanh GELU is one Gelu node (ONNX Runtime runs it as FastGelu; opset <= 19 spells it out
+# in five elementwise ops over [b, n, 2·d] per layer)
+DEFAULT_OPSET = 20
 GRAPH_FILES = {"text_embed": "text_embed.onnx", "velocity": "dit.onnx", "vocoder": "vocoder.onnx"}
 # frame counts the exported graphs are checked on (odd, different: a fixed length shows at once)
 VERIFY_FRAMES = (7, 12)
@@ -97,6 +99,20 @@ class VocoderGraph(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.vocos.decode(mel)
+
+
+@contextlib.contextmanager
+def export_attention_mode(dit: DiT) -> Iterator[DiT]:
+    """The DiT as exported: fused QKV (one GEMM per layer; an inference transform with the same
+    outputs, kept) and ``export_attention`` for the duration of an export (restored after)."""
+    old = [block.attn.attn_impl for block in dit.transformer_blocks]
+    dit.fuse_qkv_()
+    dit.set_attention("export")
+    try:
+        yield dit
+    finally:
+        for block, impl in zip(dit.transformer_blocks, old, strict=True):
+            block.attn.attn_impl = impl
 
 
 @contextlib.contextmanager
@@ -199,9 +215,10 @@ def export_graphs(
             TextEmbedGraph(dit), _examples(dit, "text_embed"), paths["text_embed"], io["text_embed"], opset
         )
     if "velocity" in graphs:
-        step_dit = copy.deepcopy(dit).half() if fp16 else dit
-        _export(VelocityGraph(step_dit), _examples(dit, "velocity"), paths["velocity"], io["velocity"], opset)
-        del step_dit
+        with export_attention_mode(dit):
+            step_dit = copy.deepcopy(dit).half() if fp16 else dit
+            _export(VelocityGraph(step_dit), _examples(dit, "velocity"), paths["velocity"], io["velocity"], opset)
+            del step_dit
     if "vocoder" in graphs:
         with matmul_istft(vocos):
             _export(

@@ -38,7 +38,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--cache-dir", default="artifacts", help="where the random checkpoint is made if absent")
     p.add_argument("--arch", choices=("base", "tiny"), default="base", help="random checkpoint size")
-    p.add_argument("--backends", default=None, help="comma list of torch, onnx, openvino (default torch)")
+    p.add_argument(
+        "--backends", default=None, help="comma list of torch, onnx, onnx-int8, openvino (default torch)"
+    )
     p.add_argument("--dtypes", default=None, help="comma list: float32, bfloat16, float16")
     p.add_argument("--compile", default=None, help="comma list of off, on (torch backend only)")
     p.add_argument("--steps", default=None, help="comma list of NFE:schedule, e.g. 32:uniform,7:epss")
@@ -109,9 +111,9 @@ def build_configs(args: argparse.Namespace) -> tuple[list, list[float], int]:
         ]
         return configs, [float(args.seconds or 2)], args.repeats or 2
     backends = _split(args.backends or DEFAULTS["backends"])
-    bad = set(backends) - {"torch", "onnx", "openvino"}
+    bad = set(backends) - {"torch", "onnx", "onnx-int8", "openvino"}
     if bad:
-        raise InputError(f"--backends: unknown {sorted(bad)} (torch, onnx, openvino)", "backends")
+        raise InputError(f"--backends: unknown {sorted(bad)} (torch, onnx, onnx-int8, openvino)", "backends")
     dtypes = _split(args.dtypes or DEFAULTS["dtypes"])
     compiles = [c == "on" for c in _split(args.compile or DEFAULTS["compile"])]
     steps = _steps(args.steps or DEFAULTS["steps"])

@@ -28,7 +28,7 @@ def markdown(results: dict) -> str:
         f"{results['dit_args']['depth']}; random weights — speed does not depend on values); reference "
         f"{results['reference_seconds']:.2f} s; seed {results['seed']}; medians of {results['repeats']} "
         "interleaved runs; warm-up reported apart.  ",
-        f"**Measured matmul peak (2048³):** fp32 {peak.get('float32', float('nan')):.0f} GFLOP/s, "
+        f"**Measured torch matmul peak (2048³):** fp32 {peak.get('float32', float('nan')):.0f} GFLOP/s, "
         f"bf16 {peak.get('bfloat16', float('nan')):.0f} GFLOP/s.",
         "",
         "| configuration | speech s | e2e s | RTF | × upstream (NFE 32) | × upstream (same NFE) "
@@ -85,7 +85,7 @@ def console_table(results: dict) -> str:
         )
     peak = results["matmul_peak_gflops"]
     out.append(
-        f"matmul peak: fp32 {peak.get('float32', float('nan')):.0f} GFLOP/s, "
+        f"torch matmul peak: fp32 {peak.get('float32', float('nan')):.0f} GFLOP/s, "
         f"bf16 {peak.get('bfloat16', float('nan')):.0f} GFLOP/s"
     )
     for r in results["rows"]:
