@@ -25,3 +25,20 @@ def tiny_tts(tiny_ckpt):
 @pytest.fixture(scope="session")
 def demo_voice(tiny_ckpt):
     return tiny_ckpt / "prompts" / "demo.wav", (tiny_ckpt / "prompts" / "demo.txt").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def demo(tiny_tts, demo_voice):
+    """The demo reference, preprocessed once (a ``Voice``)."""
+    wav, text = demo_voice
+    return tiny_tts.prepare_voice(str(wav), text)
+
+
+@pytest.fixture(scope="session")
+def export_dir(tiny_ckpt):
+    """One fp32 ONNX export of the tiny checkpoint, at the default location (``<tiny_ckpt>/onnx``)
+    through ``ensure_onnx_export``: the first user pays for it, every later call (and
+    ``load(backend="onnx")`` without ``onnx_dir``) exercises the reuse path."""
+    from indicf5_fast.export import ensure_onnx_export
+
+    return ensure_onnx_export(tiny_ckpt)

@@ -24,21 +24,11 @@ from indicf5_fast.backends.onnx_backend import (  # noqa: E402
 )
 from indicf5_fast.errors import BackendUnavailableError, CheckpointError, InputError  # noqa: E402
 from indicf5_fast.export import MANIFEST  # noqa: E402
-from onnx_helpers import cosine, tiny_export  # noqa: E402
+from onnx_helpers import cosine  # noqa: E402
 
 HAS_CUDA = CUDA in ort.get_available_providers() and torch.cuda.is_available()
 HAS_TRT = TRT in ort.get_available_providers() and torch.cuda.is_available()
 TEXTS = ["नमस्ते दुनिया", "यह एक लंबा वाक्य है, जिसमें कई शब्द हैं। और एक दूसरा वाक्य भी।"]
-
-
-@pytest.fixture(scope="module")
-def export_dir(tiny_ckpt):
-    return tiny_export(tiny_ckpt)
-
-
-@pytest.fixture(scope="module")
-def torch_tts(tiny_ckpt):
-    return indicf5_fast.load(str(tiny_ckpt), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +43,10 @@ def test_backend_uses_the_default_export(onnx_tts, export_dir):
     assert info["onnx_dir"] == str(export_dir) and info["providers"] == [CPU]
 
 
-def test_sample_mel_matches_torch(torch_tts, onnx_tts, demo_voice):
-    voice = torch_tts.prepare_voice(*demo_voice)
+def test_sample_mel_matches_torch(tiny_tts, onnx_tts, demo_voice):
+    voice = tiny_tts.prepare_voice(*demo_voice)
     for text, duration, seed in ((TEXTS[0], 230, 1), (TEXTS[1], 330, 7)):
-        ref = torch_tts.sample_mel(voice.mel, voice.text + text, duration, nfe_step=8, seed=seed)
+        ref = tiny_tts.sample_mel(voice.mel, voice.text + text, duration, nfe_step=8, seed=seed)
         got = onnx_tts.sample_mel(voice.mel, voice.text + text, duration, nfe_step=8, seed=seed)
         assert got.shape == ref.shape == (duration, 100)
         gen = slice(voice.mel.shape[0], duration)  # the generated frames (the rest is the copied ref)
@@ -64,21 +54,21 @@ def test_sample_mel_matches_torch(torch_tts, onnx_tts, demo_voice):
         assert np.abs(got - ref).max() < 1e-3
 
 
-def test_synthesize_matches_torch(torch_tts, onnx_tts, demo_voice):
+def test_synthesize_matches_torch(tiny_tts, onnx_tts, demo_voice):
     for text in TEXTS:
-        ref = torch_tts.synthesize(text, *demo_voice, nfe_step=8, seed=3)
+        ref = tiny_tts.synthesize(text, *demo_voice, nfe_step=8, seed=3)
         got = onnx_tts.synthesize(text, *demo_voice, nfe_step=8, seed=3)
         assert got.shape == ref.shape and got.size > 0
         assert cosine(got, ref) >= 0.9999
         assert np.abs(got - ref).max() < 1e-3
 
 
-def test_batch_matches_one_by_one(onnx_tts, torch_tts, demo_voice):
+def test_batch_matches_one_by_one(onnx_tts, tiny_tts, demo_voice):
     voice = onnx_tts.prepare_voice(*demo_voice)
     reqs = [onnx_tts.make_request(t, voice=voice, seed=i, nfe_step=6) for i, t in enumerate(TEXTS)]
     batched = onnx_tts.synthesize_batch(reqs)  # padded batch of 2 through the mask input
     for r, got in zip(reqs, batched, strict=True):
-        alone = torch_tts.synthesize(r.text, voice=voice, seed=r.seed, nfe_step=6)
+        alone = tiny_tts.synthesize(r.text, voice=voice, seed=r.seed, nfe_step=6)
         assert cosine(got, alone) >= 0.9999
 
 
@@ -138,7 +128,7 @@ def test_trt_profile_strings(export_dir):
     assert p["trt_profile_max_shapes"].endswith("t:16,mask:16x4096")
 
 
-def test_fp16_variant_on_cpu(tiny_ckpt, tmp_path, torch_tts, demo_voice):
+def test_fp16_variant_on_cpu(tiny_ckpt, tmp_path, tiny_tts, demo_voice):
     """The GPU variant's graph is valid and close (ORT CPU has the fp16 kernels, slowly)."""
     import onnx
 
@@ -155,13 +145,13 @@ def test_fp16_variant_on_cpu(tiny_ckpt, tmp_path, torch_tts, demo_voice):
     # the weights really are fp16 (a few small fp32 constants remain, e.g. timestep freqs)
     assert sizes[onnx.TensorProto.FLOAT16] > 50 * sizes[onnx.TensorProto.FLOAT]
     tts = indicf5_fast.load(str(tiny_ckpt), backend="onnx", device="cpu", onnx_dir=str(out))
-    voice = torch_tts.prepare_voice(*demo_voice)
-    ref = torch_tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
+    voice = tiny_tts.prepare_voice(*demo_voice)
+    ref = tiny_tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
     got = tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
     assert cosine(got, ref) >= 0.999
 
 
-def test_int8_variant_reports_its_fidelity(tiny_ckpt, tmp_path, torch_tts, demo_voice):
+def test_int8_variant_reports_its_fidelity(tiny_ckpt, tmp_path, tiny_tts, demo_voice):
     import onnx
 
     from indicf5_fast.export import ensure_onnx_export, read_manifest
@@ -172,8 +162,8 @@ def test_int8_variant_reports_its_fidelity(tiny_ckpt, tmp_path, torch_tts, demo_
     ops = {n.op_type for n in onnx.load(str(out / "dit.onnx")).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
     tts = indicf5_fast.load(str(tiny_ckpt), backend="onnx", device="cpu", onnx_dir=str(out))
-    voice = torch_tts.prepare_voice(*demo_voice)
-    ref = torch_tts.sample_mel(voice.mel, voice.text + TEXTS[1], 300, nfe_step=8, seed=4)
+    voice = tiny_tts.prepare_voice(*demo_voice)
+    ref = tiny_tts.sample_mel(voice.mel, voice.text + TEXTS[1], 300, nfe_step=8, seed=4)
     got = tts.sample_mel(voice.mel, voice.text + TEXTS[1], 300, nfe_step=8, seed=4)
     gen = slice(voice.mel.shape[0], 300)
     fidelity = cosine(got[gen], ref[gen])
@@ -183,7 +173,7 @@ def test_int8_variant_reports_its_fidelity(tiny_ckpt, tmp_path, torch_tts, demo_
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="CUDA provider not available")
-def test_cuda_io_binding_matches_torch(tiny_ckpt, torch_tts, demo_voice):
+def test_cuda_io_binding_matches_torch(tiny_ckpt, tiny_tts, demo_voice):
     tts = indicf5_fast.load(
         str(tiny_ckpt), backend="onnx", device="cuda", dtype="float32", providers=["cuda"]
     )
@@ -193,8 +183,8 @@ def test_cuda_io_binding_matches_torch(tiny_ckpt, torch_tts, demo_voice):
     emb = be.text_embed(torch.ones(2, 50, dtype=torch.int64, device="cuda"), torch.tensor([False, True]))
     v = be.velocity(x, x, emb, torch.rand(2, device="cuda"), None)
     assert v.device.type == "cuda" and v.shape == (2, 50, 100)  # stays on the GPU between steps
-    voice = torch_tts.prepare_voice(*demo_voice)
-    ref = torch_tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
+    voice = tiny_tts.prepare_voice(*demo_voice)
+    ref = tiny_tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
     got = tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
     assert cosine(got, ref) >= 0.9999
     fp16 = indicf5_fast.load(str(tiny_ckpt), backend="onnx", device="cuda", providers=["cuda"])
@@ -204,11 +194,11 @@ def test_cuda_io_binding_matches_torch(tiny_ckpt, torch_tts, demo_voice):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_TRT, reason="TensorRT provider not available")
-def test_tensorrt_engine_cache(tiny_ckpt, export_dir, torch_tts, demo_voice):
+def test_tensorrt_engine_cache(tiny_ckpt, export_dir, tiny_tts, demo_voice):
     tts = indicf5_fast.load(str(tiny_ckpt), backend="onnx", device="cuda", providers=["tensorrt"])
     assert tts.backend.describe()["providers"][0] == TRT
-    voice = torch_tts.prepare_voice(*demo_voice)
-    ref = torch_tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
+    voice = tiny_tts.prepare_voice(*demo_voice)
+    ref = tiny_tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
     got = tts.sample_mel(voice.mel, voice.text + TEXTS[0], 250, nfe_step=8, seed=2)
     assert cosine(got, ref) >= 0.999
     assert any((export_dir / "trt-cache").iterdir())  # engines cached on disk for the next load

@@ -22,12 +22,6 @@ from indicf5_fast.export import (  # noqa: E402
     read_manifest,
 )
 from indicf5_fast.model.checkpoint import load_checkpoint  # noqa: E402
-from onnx_helpers import tiny_export  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def export_dir(tiny_ckpt):
-    return tiny_export(tiny_ckpt)
 
 
 @pytest.fixture(scope="module")

@@ -10,33 +10,23 @@ pytest.importorskip("openvino")
 
 import indicf5_fast  # noqa: E402
 from indicf5_fast.errors import CheckpointError, InputError  # noqa: E402
-from onnx_helpers import cosine, tiny_export  # noqa: E402
+from onnx_helpers import cosine  # noqa: E402
 
 TEXT = "यह एक लंबा वाक्य है, जिसमें कई शब्द हैं।"
 
 
-@pytest.fixture(scope="module")
-def export_dir(tiny_ckpt):
-    return tiny_export(tiny_ckpt)
-
-
-@pytest.fixture(scope="module")
-def torch_tts(tiny_ckpt):
-    return indicf5_fast.load(str(tiny_ckpt), device="cpu", dtype="float32")
-
-
 @pytest.mark.parametrize("dtype, min_cos", [("float32", 0.9999), ("bfloat16", 0.999)])
-def test_openvino_matches_torch(tiny_ckpt, export_dir, torch_tts, demo_voice, dtype, min_cos):
+def test_openvino_matches_torch(tiny_ckpt, export_dir, tiny_tts, demo_voice, dtype, min_cos):
     tts = indicf5_fast.load(str(tiny_ckpt), backend="openvino", device="cpu", dtype=dtype)
     info = tts.backend.describe()
     assert info["backend"] == "openvino" and info["onnx_dir"] == str(export_dir)
     assert info["precision"] == ("f32" if dtype == "float32" else "bf16")
-    voice = torch_tts.prepare_voice(*demo_voice)
-    ref = torch_tts.sample_mel(voice.mel, voice.text + TEXT, 320, nfe_step=8, seed=5)
+    voice = tiny_tts.prepare_voice(*demo_voice)
+    ref = tiny_tts.sample_mel(voice.mel, voice.text + TEXT, 320, nfe_step=8, seed=5)
     got = tts.sample_mel(voice.mel, voice.text + TEXT, 320, nfe_step=8, seed=5)
     gen = slice(voice.mel.shape[0], 320)
     assert cosine(got[gen], ref[gen]) >= min_cos
-    wave_ref = torch_tts.synthesize(TEXT, voice=voice, nfe_step=8, seed=5)
+    wave_ref = tiny_tts.synthesize(TEXT, voice=voice, nfe_step=8, seed=5)
     wave = tts.synthesize(TEXT, voice=voice, nfe_step=8, seed=5)
     assert wave.shape == wave_ref.shape and cosine(wave, wave_ref) >= min_cos
 

@@ -55,12 +55,6 @@ def client(live):
         yield c
 
 
-@pytest.fixture(scope="module")
-def demo(tiny_tts, demo_voice):
-    wav, text = demo_voice
-    return tiny_tts.prepare_voice(str(wav), text)
-
-
 def _speech(client, text=TEXT, **kw):
     body = {"model": "indicf5", "input": text, "voice": "demo", "seed": 3, "nfe_step": 8} | kw
     return client.post("/v1/audio/speech", json=body)

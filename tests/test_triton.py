@@ -19,12 +19,6 @@ TEXT = "नमस्ते, आप कैसे हैं?"
 
 
 @pytest.fixture(scope="module")
-def demo(tiny_tts, demo_voice):
-    wav, text = demo_voice
-    return tiny_tts.prepare_voice(str(wav), text)
-
-
-@pytest.fixture(scope="module")
 def server(tiny_tts, demo):
     # 50 ms queue delay: a loaded CI machine still gets the 8 concurrent requests into few calls
     with pytriton(tiny_tts, {"demo": demo}, max_batch=8, queue_delay_ms=50, instances=1) as s:

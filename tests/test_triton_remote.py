@@ -53,12 +53,6 @@ def client(live):
         yield c
 
 
-@pytest.fixture(scope="module")
-def demo(tiny_tts, demo_voice):
-    wav, text = demo_voice
-    return tiny_tts.prepare_voice(str(wav), text)
-
-
 def _speech(client, text=TEXT, **kw):
     return client.post(
         "/v1/audio/speech", json={"input": text, "voice": "demo", "seed": 3, "nfe_step": 8} | kw

@@ -347,13 +347,12 @@ class Attention(nn.Module):
             q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
         q, k = self._rope(q, *rope), self._rope(k, *rope)
         q, k, v = (z.view(b, n, self.heads, self.dim_head).transpose(1, 2) for z in (q, k, v))
-        if self.attn_impl == "matmul" and b * self.heads * n * n <= MATMUL_ATTENTION_MAX_SCORES:
+        small = b * self.heads * n * n <= MATMUL_ATTENTION_MAX_SCORES
+        if self.attn_impl == "export" or (self.attn_impl == "matmul" and small):
             if mask is not None and attn_bias is None:
                 attn_bias = key_bias(mask, q.dtype)
-            o = matmul_attention(q, k, v, attn_bias)
-        elif self.attn_impl == "export":
-            bias = None if mask is None else (key_bias(mask, q.dtype) if attn_bias is None else attn_bias)
-            o = export_attention(q, k, v, bias)
+            attend = export_attention if self.attn_impl == "export" else matmul_attention
+            o = attend(q, k, v, attn_bias)
         else:
             attn_mask = None if mask is None else mask[:, None, None, :]  # keys only: [b, 1, 1, n]
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [b, h, n, dh]
