@@ -39,6 +39,6 @@ def export_dir(tiny_ckpt):
     """One fp32 ONNX export of the tiny checkpoint, at the default location (``<tiny_ckpt>/onnx``)
     through ``ensure_onnx_export``: the first user pays for it, every later call (and
     ``load(backend="onnx")`` without ``onnx_dir``) exercises the reuse path."""
-    from indicf5_fast.export import ensure_onnx_export
+    from indicf5_fast.export.onnx import ensure_onnx_export
 
     return ensure_onnx_export(tiny_ckpt)

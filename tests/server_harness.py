@@ -99,7 +99,7 @@ def int16_of(body: bytes, fmt: str) -> np.ndarray:
 
 
 def expected_int16(wave: np.ndarray) -> np.ndarray:
-    from indicf5_fast.audio import to_int16
+    from indicf5_fast.frontend.audio import to_int16
 
     return to_int16(wave)
 

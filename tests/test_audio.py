@@ -17,8 +17,8 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from indicf5_fast import audio as A
 from indicf5_fast.errors import AudioError, InputError
+from indicf5_fast.frontend import audio as A
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pydub warns that ffmpeg is absent (not needed for raw PCM)

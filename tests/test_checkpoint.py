@@ -10,11 +10,11 @@ import torch
 
 import indicf5_fast
 from indicf5_fast.errors import CheckpointError
+from indicf5_fast.frontend.text import Tokenizer
 from indicf5_fast.model.checkpoint import load_checkpoint
 from indicf5_fast.model.dit import DiT, DiTArgs
 from indicf5_fast.model.random_checkpoint import BASE_VOCAB_SIZE, build_vocab, indicf5_layout
 from indicf5_fast.model.vocos import Vocos, VocosArgs
-from indicf5_fast.text import Tokenizer
 from upstream_oracle import f5_model
 
 SAMPLES = {

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from indicf5_fast.bench.stress_spawn import ServerProcess, free_port, serve_command
+from indicf5_fast.bench.stress.spawn import ServerProcess, free_port, serve_command
 
 pytest.importorskip("hypothesis")
 pytest.importorskip("fastapi")
@@ -22,7 +22,7 @@ def server(tiny_ckpt, tmp_path_factory):
 
 
 def test_fuzz_http_api(server):
-    from indicf5_fast.bench.stress_fuzz import run_fuzz
+    from indicf5_fast.bench.stress.fuzz import run_fuzz
 
     n = int(os.environ.get("INDICF5_FUZZ_EXAMPLES", "200"))
     result = run_fuzz(server.url, examples=n, timeout=30.0, seed=0)

@@ -23,7 +23,7 @@ from indicf5_fast.backends.onnx_backend import (  # noqa: E402
     trt_profile,
 )
 from indicf5_fast.errors import BackendUnavailableError, CheckpointError, InputError  # noqa: E402
-from indicf5_fast.export import MANIFEST  # noqa: E402
+from indicf5_fast.export.onnx import MANIFEST  # noqa: E402
 from onnx_helpers import cosine  # noqa: E402
 
 HAS_CUDA = CUDA in ort.get_available_providers() and torch.cuda.is_available()
@@ -119,7 +119,7 @@ def test_provider_resolution():
 
 
 def test_trt_profile_strings(export_dir):
-    from indicf5_fast.export import read_manifest
+    from indicf5_fast.export.onnx import read_manifest
 
     io = read_manifest(export_dir)["graphs"]["velocity"]
     p = trt_profile(io, max_batch=16, max_frames=4096, opt_frames=512, opt_batch=2)
@@ -132,7 +132,7 @@ def test_fp16_variant_on_cpu(tiny_ckpt, tmp_path, tiny_tts, demo_voice):
     """The GPU variant's graph is valid and close (ORT CPU has the fp16 kernels, slowly)."""
     import onnx
 
-    from indicf5_fast.export import ensure_onnx_export, read_manifest
+    from indicf5_fast.export.onnx import ensure_onnx_export, read_manifest
 
     out = ensure_onnx_export(tiny_ckpt, tmp_path / "fp16", fp16=True)
     m = read_manifest(out)
@@ -154,7 +154,7 @@ def test_fp16_variant_on_cpu(tiny_ckpt, tmp_path, tiny_tts, demo_voice):
 def test_int8_variant_reports_its_fidelity(tiny_ckpt, tmp_path, tiny_tts, demo_voice):
     import onnx
 
-    from indicf5_fast.export import ensure_onnx_export, read_manifest
+    from indicf5_fast.export.onnx import ensure_onnx_export, read_manifest
 
     out = ensure_onnx_export(tiny_ckpt, tmp_path / "int8", quantize="int8")
     m = read_manifest(out)

@@ -15,7 +15,7 @@ pytest.importorskip("onnxscript")
 onnx = pytest.importorskip("onnx")
 
 from indicf5_fast.errors import CheckpointError  # noqa: E402
-from indicf5_fast.export import (  # noqa: E402
+from indicf5_fast.export.onnx import (  # noqa: E402
     MANIFEST,
     check_manifest,
     ensure_onnx_export,

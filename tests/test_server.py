@@ -86,7 +86,7 @@ def test_speech_round_trips_and_equals_the_engine(client, tiny_tts, demo, fmt):
 
 
 def test_streaming_first_audio_before_completion_and_equal_to_full(live, client, tiny_tts, demo):
-    from indicf5_fast.audio import wav_stream_header
+    from indicf5_fast.frontend.audio import wav_stream_header
 
     t0 = time.perf_counter()
     full = _speech(client, LONG, **FAST)

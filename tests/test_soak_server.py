@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from indicf5_fast.bench.stress_spawn import ServerProcess, free_port, serve_command
+from indicf5_fast.bench.stress.spawn import ServerProcess, free_port, serve_command
 from indicf5_fast.cli import main
 
 pytest.importorskip("fastapi")

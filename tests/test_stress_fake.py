@@ -1,28 +1,31 @@
 """The stress and soak tools against a fake server whose timing and faults are known in advance
-(`indicf5_fast.bench.stress_fake`): TTFA and latency measured right, faults counted, a memory
+(`tests.doubles.fake_server`): TTFA and latency measured right, faults counted, a memory
 leak caught, reports written."""
 
 import json
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
-from indicf5_fast.bench.stress import StressConfig, run_stress
-from indicf5_fast.bench.stress_report import write_reports, write_soak_reports
-from indicf5_fast.bench.stress_soak import run_soak
-from indicf5_fast.bench.stress_spawn import ServerProcess, free_port
-from indicf5_fast.bench.stress_texts import load_texts
+from indicf5_fast.bench.stress.load import StressConfig, run_stress
+from indicf5_fast.bench.stress.report import write_reports, write_soak_reports
+from indicf5_fast.bench.stress.soak import run_soak
+from indicf5_fast.bench.stress.spawn import ServerProcess, free_port
+from indicf5_fast.bench.stress.texts import load_texts
 
 FIRST, STEP, CHUNKS, CHUNK_S = 0.3, 0.2, 3, 0.5  # stream: header, +0.3 s first PCM, +0.2 s each next
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+FAKE_SERVER = Path(__file__).parent / "doubles" / "fake_server.py"
+
 
 def _fake(stack: ExitStack, **opts) -> ServerProcess:
     port = free_port()
-    cmd = [sys.executable, "-m", "indicf5_fast.bench.stress_fake", "--port", str(port)]
+    cmd = [sys.executable, str(FAKE_SERVER), "--port", str(port)]
     for k, v in opts.items():
         cmd += ["--" + k.replace("_", "-"), str(v)]
     return stack.enter_context(ServerProcess(cmd, port, ready_timeout=60))

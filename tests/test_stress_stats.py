@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from indicf5_fast.audio import wav_stream_header
-from indicf5_fast.bench.stress_client import check_loopback, wav_data_layout
-from indicf5_fast.bench.stress_metrics import (
+from indicf5_fast.bench.stress.client import check_loopback, wav_data_layout
+from indicf5_fast.bench.stress.metrics import (
     diff_counters,
     diff_histograms,
     gauges,
@@ -20,10 +19,11 @@ from indicf5_fast.bench.stress_metrics import (
     parse_prometheus,
     server_summary,
 )
-from indicf5_fast.bench.stress_soak import ProcSample, soak_verdict
-from indicf5_fast.bench.stress_stats import RequestRecord, distribution, percentile, summarize_level
-from indicf5_fast.bench.stress_texts import KINDS, LANGUAGE_NAMES, bundled_languages, load_texts
+from indicf5_fast.bench.stress.soak import ProcSample, soak_verdict
+from indicf5_fast.bench.stress.stats import RequestRecord, distribution, percentile, summarize_level
+from indicf5_fast.bench.stress.texts import KINDS, LANGUAGE_NAMES, bundled_languages, load_texts
 from indicf5_fast.errors import InputError
+from indicf5_fast.frontend.audio import wav_stream_header
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -267,7 +267,7 @@ def test_cli_refuses_remote_targets(capsys):
 
     assert main(["stress", "--url", "http://10.1.2.3:8000", "--requests", "1", "--no-progress"]) == 2
     assert "refusing" in capsys.readouterr().err
-    from indicf5_fast.bench.stress_spawn import free_port
+    from indicf5_fast.bench.stress.spawn import free_port
 
     triton = ["stress", "--triton", f"grpc://127.0.0.1:{free_port()}", "--wait-ready", "0", "--no-progress"]
     assert main(triton) == 2
@@ -285,7 +285,7 @@ def test_cli_refuses_remote_targets(capsys):
 
 
 def test_cli_unreachable_server_is_a_clear_error(capsys):
-    from indicf5_fast.bench.stress_spawn import free_port
+    from indicf5_fast.bench.stress.spawn import free_port
     from indicf5_fast.cli import main
 
     port = free_port()  # nothing listens there

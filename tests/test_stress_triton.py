@@ -3,8 +3,8 @@ model; runs only where the triton extra is installed."""
 
 import pytest
 
-from indicf5_fast.bench.stress import StressConfig, run_stress
-from indicf5_fast.bench.stress_texts import load_texts
+from indicf5_fast.bench.stress.load import StressConfig, run_stress
+from indicf5_fast.bench.stress.texts import load_texts
 
 pytest.importorskip("pytriton")
 pytest.importorskip("tritonclient.grpc")

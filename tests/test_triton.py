@@ -35,7 +35,7 @@ def _client(server, protocol):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_clients_get_the_in_process_audio(server, tiny_tts, demo, demo_voice, protocol):
-    from indicf5_fast.audio import read_audio
+    from indicf5_fast.frontend.audio import read_audio
 
     wave, sr = read_audio(str(demo_voice[0]))
     want = tiny_tts.synthesize(TEXT, voice=demo, seed=7, nfe_step=8)
@@ -121,8 +121,8 @@ def test_handler_keeps_good_items_when_a_batch_mate_is_bad(tiny_tts, demo):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_cli_client_writes_the_audio(server, tiny_tts, demo, demo_voice, tmp_path, stream):
-    from indicf5_fast.audio import read_audio, to_int16
     from indicf5_fast.cli import main
+    from indicf5_fast.frontend.audio import read_audio, to_int16
 
     out = tmp_path / "x.wav"
     argv = ["triton", "client", "--text", TEXT, "--seed", "5", "--nfe", "8", "--out", str(out)]

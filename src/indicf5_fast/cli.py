@@ -20,9 +20,9 @@ from indicf5_fast.errors import IndicF5Error
 # import-light (heavy imports happen inside its run function).
 EXTRA_COMMANDS = (
     "indicf5_fast.bench.cli",
-    "indicf5_fast.bench.stress_cli",
+    "indicf5_fast.bench.stress.cli",
     "indicf5_fast.server.cli",
-    "indicf5_fast.export_cli",
+    "indicf5_fast.export.cli",
     "indicf5_fast.deploy.triton.cli",
 )
 
@@ -138,8 +138,8 @@ def _add_synth(sub) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from indicf5_fast.audio import write_audio
     from indicf5_fast.engine import TTS
+    from indicf5_fast.frontend.audio import write_audio
 
     text = args.text if args.text is not None else _read_text_file(args.text_file)
     out = _output_path(args.out)  # fail before the (slow) model load

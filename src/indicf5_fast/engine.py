@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from indicf5_fast import audio as audio_io
 from indicf5_fast import sampling
 from indicf5_fast.backends.base import Backend
 from indicf5_fast.config import EngineConfig, SamplingOptions
 from indicf5_fast.errors import AudioError, InputError
+from indicf5_fast.frontend import audio as audio_io
+from indicf5_fast.frontend.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
 from indicf5_fast.model.mel import MelSpectrogram
-from indicf5_fast.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
 
 SAMPLE_RATE = 24_000
 HOP = 256

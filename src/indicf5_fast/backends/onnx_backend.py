@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: the exported graphs (``indicf5_fast.export``) run by ORT sessions.
+"""ONNX Runtime backend: the exported graphs (``indicf5_fast.export.onnx``) run by ORT sessions.
 
 Execution providers, chosen by ``--providers`` (else by ``--device``):
   * CPU (default here): fp32 (or int8) graphs, session options tuned for latency — intra-op
@@ -305,7 +305,7 @@ class OnnxBackend(Backend):
 
 def _writable(path: Path, manifest_key: str) -> Path:
     """``path`` if writable (TensorRT engines are cached there), else a per-user cache dir."""
-    from indicf5_fast.export import writable_or
+    from indicf5_fast.export.onnx import writable_or
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "indicf5-fast" / "trt"
     out = writable_or(path, cache / manifest_key)
@@ -324,7 +324,7 @@ def create_onnx_backend(
         return create_openvino_backend(config, ckpt, dit, vocos, device)
     import onnxruntime as ort  # ImportError -> BackendUnavailableError in create_backend
 
-    from indicf5_fast.export import check_manifest, ensure_onnx_export, read_manifest
+    from indicf5_fast.export.onnx import check_manifest, ensure_onnx_export, read_manifest
 
     providers = resolve_providers(config.providers, device, ort.get_available_providers())
     variant = pick_variant(config.dtype, providers)

@@ -124,7 +124,7 @@ class OpenVINOBackend(Backend):
 def create_openvino_backend(
     config: EngineConfig, ckpt: Checkpoint, dit: DiT, vocos: Vocos, device: torch.device
 ) -> Backend:
-    from indicf5_fast.export import check_manifest, ensure_onnx_export, read_manifest
+    from indicf5_fast.export.onnx import check_manifest, ensure_onnx_export, read_manifest
 
     if device.type != "cpu" and config.device not in (None, "", "auto"):
         raise BackendUnavailableError("backend openvino runs on the CPU here (use --device cpu)")

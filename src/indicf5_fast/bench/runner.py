@@ -83,7 +83,7 @@ def as_engine_sees_it(text: str, voice) -> str:
     """The generated text exactly as the engine's chunker hands it to the model (it may drop
     a space after a danda), so the upstream baseline gets the same tokens and duration. The
     bench texts are one chunk."""
-    from indicf5_fast.text import chunk_text, max_chunk_bytes
+    from indicf5_fast.frontend.text import chunk_text, max_chunk_bytes
 
     pieces = chunk_text(text.strip(), max_chunk_bytes(voice.text.rstrip() + " ", voice.seconds))
     if len(pieces) != 1:
@@ -151,7 +151,7 @@ class Engines:
         # onnx-int8: the ONNX Runtime backend on the dynamically quantized export (fp32 activations)
         quantize = "int8" if backend == "onnx-int8" else None
         if quantize not in self._onnx_dirs:
-            from indicf5_fast.export import ensure_onnx_export
+            from indicf5_fast.export.onnx import ensure_onnx_export
 
             self._onnx_dirs[quantize] = Path(ensure_onnx_export(p.model_dir, out_dir=None, quantize=quantize))
         runtime = "onnx" if backend == "onnx-int8" else backend

@@ -17,9 +17,9 @@ import soundfile as sf
 from fastapi import UploadFile
 from fastapi.responses import Response, StreamingResponse
 
-from indicf5_fast import audio as audio_io
 from indicf5_fast.config import PRESETS
 from indicf5_fast.errors import IndicF5Error
+from indicf5_fast.frontend import audio as audio_io
 from indicf5_fast.server.batcher import AudioStream, Batcher, QueueFull, ShuttingDown
 from indicf5_fast.server.engine_api import SpeechEngine, describe, sample_rate_of
 from indicf5_fast.server.errors import ApiError, from_engine_error

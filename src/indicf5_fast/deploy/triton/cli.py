@@ -220,9 +220,9 @@ def _run_repo(args: argparse.Namespace) -> int:
 def _run_client(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from indicf5_fast.audio import read_audio, write_audio
     from indicf5_fast.deploy.triton.client import TritonTTSClient
     from indicf5_fast.errors import InputError
+    from indicf5_fast.frontend.audio import read_audio, write_audio
 
     item: dict = {"seed": args.seed, "nfe_step": args.nfe, "speed": args.speed}
     if args.voice:

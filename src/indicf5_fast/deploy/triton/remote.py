@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from indicf5_fast import audio as audio_io
 from indicf5_fast.config import EngineConfig, SamplingOptions
 from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.client import TritonTTSClient, split_url
 from indicf5_fast.errors import AudioError, BackendUnavailableError, InputError
+from indicf5_fast.frontend import audio as audio_io
 
 
 @dataclass(frozen=True)

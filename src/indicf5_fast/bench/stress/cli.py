@@ -113,6 +113,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_stress_cli(args: argparse.Namespace) -> int:
-    from indicf5_fast.bench.stress_run import run_from_args
+    from indicf5_fast.bench.stress.run import run_from_args
 
     return run_from_args(args)

@@ -44,7 +44,7 @@ def _run_onnx(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from indicf5_fast.export import MANIFEST, ensure_onnx_export, export_onnx
+    from indicf5_fast.export.onnx import MANIFEST, ensure_onnx_export, export_onnx
 
     t0 = time.perf_counter()
     common = dict(fp16=args.fp16, quantize=args.quantize, opset=args.opset)

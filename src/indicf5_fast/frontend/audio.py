@@ -21,8 +21,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from indicf5_fast.audio_silence import prepare_reference_audio, remove_long_silences
 from indicf5_fast.errors import AudioError, InputError
+from indicf5_fast.frontend.silence import prepare_reference_audio, remove_long_silences
 
 SAMPLE_RATE = 24000
 HOP_LENGTH = 256

@@ -8,9 +8,9 @@ import contextlib
 import shlex
 import sys
 
-from indicf5_fast.bench.stress import StressConfig, run_stress
-from indicf5_fast.bench.stress_client import check_loopback
-from indicf5_fast.bench.stress_texts import load_texts, soak_texts
+from indicf5_fast.bench.stress.client import check_loopback
+from indicf5_fast.bench.stress.load import StressConfig, run_stress
+from indicf5_fast.bench.stress.texts import load_texts, soak_texts
 from indicf5_fast.errors import InputError
 
 
@@ -73,7 +73,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         if args.soak:
             return _soak(args, cfg, pid)
         report = run_stress(cfg, wait_ready=args.wait_ready)
-    from indicf5_fast.bench.stress_report import console_table, write_reports
+    from indicf5_fast.bench.stress.report import console_table, write_reports
 
     paths = write_reports(report, args.output_dir, records=args.save_records)
     print(console_table(report))
@@ -82,7 +82,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def _spawn(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str, int]:
-    from indicf5_fast.bench.stress_spawn import ServerProcess, free_port, serve_command
+    from indicf5_fast.bench.stress.spawn import ServerProcess, free_port, serve_command
 
     if not args.model:
         raise InputError("--spawn-server needs --model DIR", "model")
@@ -94,8 +94,8 @@ def _spawn(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str, 
 
 
 def _soak(args: argparse.Namespace, cfg: StressConfig, pid: int | None) -> int:
-    from indicf5_fast.bench.stress_report import soak_markdown, write_soak_reports
-    from indicf5_fast.bench.stress_soak import run_soak
+    from indicf5_fast.bench.stress.report import soak_markdown, write_soak_reports
+    from indicf5_fast.bench.stress.soak import run_soak
 
     if pid is None:
         raise InputError(
@@ -114,7 +114,7 @@ def _fuzz(args: argparse.Namespace, url: str) -> int:
     import json
     from pathlib import Path
 
-    from indicf5_fast.bench.stress_fuzz import run_fuzz
+    from indicf5_fast.bench.stress.fuzz import run_fuzz
 
     result = run_fuzz(
         url,

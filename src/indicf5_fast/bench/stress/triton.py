@@ -15,9 +15,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from indicf5_fast.bench.stress_client import check_loopback
-from indicf5_fast.bench.stress_stats import RequestRecord
-from indicf5_fast.bench.stress_texts import TextItem
+from indicf5_fast.bench.stress.client import check_loopback
+from indicf5_fast.bench.stress.stats import RequestRecord
+from indicf5_fast.bench.stress.texts import TextItem
 from indicf5_fast.config import PRESETS
 from indicf5_fast.errors import IndicF5Error, InputError
 

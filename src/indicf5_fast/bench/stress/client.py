@@ -11,7 +11,7 @@ import struct
 import time
 from urllib.parse import urlsplit
 
-from indicf5_fast.bench.stress_stats import RequestRecord
+from indicf5_fast.bench.stress.stats import RequestRecord
 from indicf5_fast.errors import InputError
 
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error response kept for its message

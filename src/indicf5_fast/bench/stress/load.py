@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from indicf5_fast.bench.stress_client import check_loopback, post_speech
-from indicf5_fast.bench.stress_metrics import Scrape, gauges, parse_prometheus, server_summary
-from indicf5_fast.bench.stress_stats import RequestRecord, summarize_level
-from indicf5_fast.bench.stress_texts import TextItem
+from indicf5_fast.bench.stress.client import check_loopback, post_speech
+from indicf5_fast.bench.stress.metrics import Scrape, gauges, parse_prometheus, server_summary
+from indicf5_fast.bench.stress.stats import RequestRecord, summarize_level
+from indicf5_fast.bench.stress.texts import TextItem
 from indicf5_fast.errors import InputError
 
 MAX_REQUESTS_PER_LEVEL = 100_000
@@ -336,7 +336,7 @@ def run_stress(cfg: StressConfig, wait_ready: float = 0.0) -> dict:
 def _triton_target(cfg: StressConfig, workers: int):
     if not cfg.triton_url:
         return None
-    from indicf5_fast.bench.stress_triton import TritonTarget, triton_options
+    from indicf5_fast.bench.stress.triton import TritonTarget, triton_options
 
     options = triton_options(cfg.voice, cfg.preset, cfg.nfe_step, cfg.speed, cfg.seed)
     return TritonTarget(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from indicf5_fast.bench.stress_client import check_loopback
+from indicf5_fast.bench.stress.client import check_loopback
 from indicf5_fast.errors import InputError
 
 SPEECH = "/v1/audio/speech"

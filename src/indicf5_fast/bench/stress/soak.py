@@ -16,7 +16,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from indicf5_fast.bench.stress import LoadRunner, StressConfig, wait_for_server
+from indicf5_fast.bench.stress.load import LoadRunner, StressConfig, wait_for_server
 from indicf5_fast.errors import InputError
 
 

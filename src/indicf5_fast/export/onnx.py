@@ -176,7 +176,7 @@ def export_onnx(
 ) -> Path:
     """Export ``model`` (or an already loaded ``checkpoint`` and its built ``modules``) to
     ``out_dir`` and return it. Overwrites a previous export there."""
-    from indicf5_fast import export_graphs as eg
+    from indicf5_fast.export import graphs as eg
     from indicf5_fast.model.checkpoint import load_checkpoint
 
     variant = variant_name(fp16, quantize)
@@ -245,7 +245,7 @@ def _manifest(
     import torch
 
     from indicf5_fast import __version__
-    from indicf5_fast.export_graphs import graph_io
+    from indicf5_fast.export.graphs import graph_io
 
     io = graph_io(ckpt.dit_args.text_dim, ckpt.dit_args.mel_dim)
     files: dict[str, dict] = {}

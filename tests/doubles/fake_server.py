@@ -6,7 +6,7 @@ PCM chunks after fixed delays, so the time to first audio and the total latency 
 advance. Faults can be switched on (every n-th request a 500, a hang, or leaked memory) so the
 tests can check that the stress and soak tools notice them.
 
-Run: python -m indicf5_fast.bench.stress_fake --port 8123 --first-delay 0.2 --chunk-delay 0.1
+Run: python tests/doubles/fake_server.py --port 8123 --first-delay 0.2 --chunk-delay 0.1
 """
 
 import argparse

@@ -1,0 +1,1 @@
+"""Exporters: ONNX graphs + manifest (``onnx``, ``graphs``) and the ``export`` CLI (``cli``)."""

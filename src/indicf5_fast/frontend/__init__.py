@@ -1,0 +1,1 @@
+"""Front ends: text (vocabulary, tokenizer, chunking) and audio (decode, resample, clip, post-process)."""
