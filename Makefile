@@ -15,9 +15,11 @@ $(PY):
 # torch first (pinned CPU build), so nothing later can pull an unpinned CUDA torch
 $(STAMP): $(PY) pyproject.toml requirements/cpu.txt requirements/oracle.txt
 	$(PIP) install --quiet -r requirements/cpu.txt
-	$(PIP) install --quiet -e ".[server,onnx,openvino,bench,dev,triton]" -c requirements/cpu.txt
+	$(PIP) install --quiet --no-warn-conflicts -e ".[server,onnx,openvino,bench,dev,triton]" -c requirements/cpu.txt
+	$(PIP) install --quiet --no-warn-conflicts -r requirements/oracle.txt -c requirements/cpu.txt
+	@# the oracle last and --no-deps: its own lists name torchaudio, a CUDA torch and a training stack
+	@# that the tests never import (they are stubbed), so pip must neither install nor report them
 	$(PIP) install --quiet --no-deps f5-tts==1.1.22 vocos==0.1.0
-	$(PIP) install --quiet -r requirements/oracle.txt -c requirements/cpu.txt
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'unexpected torch ' + v)"
 	touch $(STAMP)
 
