@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import torch
 
-from upstream_oracle import _stub, install_torchaudio_standins
+from upstream_oracle import install_torchaudio_standins
 
 
 def runtime_dir() -> Path:
@@ -50,13 +50,13 @@ def utils_infer():
     pytest.importorskip("torchdiffeq")
     install_torchaudio_standins()  # skips without librosa
     pytest.importorskip("vocos")
-    if "transformers" not in sys.modules:
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
-            _stub("transformers", pipeline=None)  # ASR pipeline: not used by load_model/load_vocoder
-    import f5_tts.infer.utils_infer as ui
-
+    if "f5_tts.infer.utils_infer" in sys.modules:
+        return sys.modules["f5_tts.infer.utils_infer"]
+    mods = {}
+    if importlib.util.find_spec("transformers") is None:  # ASR pipeline only: unused here
+        mods["transformers"] = _module("transformers", pipeline=None)
+    with _temporary_modules(mods):
+        import f5_tts.infer.utils_infer as ui
     return ui
 
 
