@@ -9,6 +9,8 @@ from indicf5_fast.errors import InputError
 
 BACKENDS = ("torch", "onnx", "openvino", "remote")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# remote backend: our Triton models ("indicf5"), or upstream F5-TTS's TensorRT-LLM "f5_tts" model
+TRITON_PROTOCOLS = ("indicf5", "upstream")
 
 # Sampling presets: "quality" = IndicF5's own defaults (same speech as upstream IndicF5);
 # "fast" = Empirically Pruned Step Sampling with 7 steps.
@@ -78,6 +80,7 @@ class EngineConfig:
     batch_wait_ms: float = 10.0
     # remote backend (HTTP server in front of Triton)
     triton_url: str | None = None
+    triton_protocol: str = "indicf5"  # see TRITON_PROTOCOLS
 
     def validate(self) -> EngineConfig:
         if self.backend not in BACKENDS:
@@ -86,6 +89,11 @@ class EngineConfig:
             raise InputError(f"dtype must be one of {DTYPES}, got {self.dtype!r}", "dtype")
         if self.flavour not in (None, "v0", "v1"):
             raise InputError(f"flavour must be v0 or v1, got {self.flavour!r}", "flavour")
+        if self.triton_protocol not in TRITON_PROTOCOLS:
+            raise InputError(
+                f"triton_protocol must be one of {TRITON_PROTOCOLS}, got {self.triton_protocol!r}",
+                "triton_protocol",
+            )
         if self.frame_bucket < 1 or self.text_bucket < 1:
             raise InputError("bucket sizes must be >= 1", "frame_bucket")
         self.sampling.validate()

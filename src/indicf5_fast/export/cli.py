@@ -1,7 +1,8 @@
 """`indicf5-fast export onnx`: write the ONNX graphs + manifest of a checkpoint.
+`indicf5-fast export f5tts`: write upstream F5-TTS's file formats (for its TensorRT-LLM runtime).
 
 Import-light on purpose (the CLI imports every subcommand module at start-up): torch, onnx and
-onnxruntime are imported inside ``_run_onnx``.
+onnxruntime are imported inside the run functions.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import argparse
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export the model to ONNX (text embedding, DiT step, vocoder)")
+    p = subparsers.add_parser(
+        "export", help="export the model: ONNX graphs, or upstream F5-TTS files (TensorRT-LLM runtime)"
+    )
     sub = p.add_subparsers(dest="export_format")
     o = sub.add_parser(
         "onnx",
@@ -37,6 +40,7 @@ def add_parser(subparsers) -> None:
     o.add_argument("--force", action="store_true", help="export even if a matching export exists")
     o.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     o.set_defaults(func=_run_onnx)
+    _add_f5tts(sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -60,5 +64,54 @@ def _run_onnx(args: argparse.Namespace) -> int:
         f"ONNX export ({manifest['variant']}, opset {manifest['opset']}, flavour {manifest['flavour']}) "
         f"in {out}: {len(manifest['files'])} files, {size:.0f} MB; "
         f"max abs error vs PyTorch: {errs or 'not checked'} [{time.perf_counter() - t0:.1f} s]"
+    )
+    return 0
+
+
+def _add_f5tts(sub) -> None:
+    f = sub.add_parser(
+        "f5tts",
+        help="upstream F5-TTS files: model_<n>.pt, vocab.txt, Vocos dir, model config (for TensorRT-LLM)",
+        description="Write the checkpoint in upstream F5-TTS's formats, as its TensorRT-LLM Triton "
+        "runtime (f5-tts 1.1.22 runtime/triton_trtllm) reads them: a training-style model_<n>.pt, "
+        "vocab.txt, a Vocos directory and an F5TTS_Base-style model_cfg.yaml. See docs/tensorrt-llm.md.",
+    )
+    f.add_argument(
+        "--model", required=True, help="IndicF5-layout directory, upstream checkpoint file, or hub id"
+    )
+    f.add_argument("--out", required=True, help="output directory (new, empty, or an earlier f5tts export)")
+    f.add_argument("--flavour", choices=("v0", "v1"), default=None, help="DiT flavour (IndicF5 = v0)")
+    f.add_argument("--vocab", default=None, help="vocab.txt (for upstream checkpoint files)")
+    f.add_argument("--vocoder", default=None, help="Vocos directory (for checkpoints without vocoder)")
+    f.add_argument("--step", type=int, default=0, help="the <n> of model_<n>.pt (default 0)")
+    f.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    f.set_defaults(func=_run_f5tts)
+
+
+def _run_f5tts(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from indicf5_fast.export.f5tts import MANIFEST, convert_command, export_f5tts
+
+    t0 = time.perf_counter()
+    out = export_f5tts(
+        args.model,
+        args.out,
+        flavour=args.flavour,
+        vocab=args.vocab,
+        vocoder=args.vocoder,
+        step=args.step,
+        force=args.force,
+    )
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    size = sum(f["bytes"] for f in manifest["files"].values()) / 1e6
+    print(
+        f"F5-TTS export (flavour {manifest['flavour']}, upstream preset "
+        f"{manifest['upstream_model_name'] or 'none: custom dims'}) in {out}: "
+        f"{len(manifest['files'])} files, {size:.0f} MB [{time.perf_counter() - t0:.1f} s]"
+    )
+    print(
+        f"next (in f5_tts/runtime/triton_trtllm, see docs/tensorrt-llm.md): {convert_command(manifest, out)}"
     )
     return 0

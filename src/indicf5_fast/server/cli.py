@@ -53,6 +53,13 @@ def add_parser(subparsers) -> None:
     g.add_argument("--no-warmup", action="store_true", help="skip the warm-up synthesis")
     g.add_argument("--remove-silence", action="store_true", help="IndicF5 post-processing on full responses")
     g.add_argument("--triton-url", default=None, help="backend remote: the Triton server to proxy to")
+    g.add_argument(
+        "--triton-protocol",
+        choices=("indicf5", "upstream"),
+        default="indicf5",
+        help="backend remote: our Triton models (default), or upstream F5-TTS's TensorRT-LLM 'f5_tts' "
+        "model (no seed/nfe_step/preset/speed; see docs/tensorrt-llm.md)",
+    )
     g.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=run_serve)
 
@@ -113,7 +120,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from indicf5_fast.cli import config_from_args
     from indicf5_fast.server.app import create_app
 
-    extra = {"remove_silence": args.remove_silence, "triton_url": args.triton_url}
+    extra = {
+        "remove_silence": args.remove_silence,
+        "triton_url": args.triton_url,
+        "triton_protocol": args.triton_protocol,
+    }
     if args.max_batch_size is not None:
         extra["max_batch_size"] = args.max_batch_size
     if args.batch_wait_ms is not None:

@@ -17,7 +17,8 @@ Contract (both implementations must keep it):
   ``synthesize_batch`` result.
 - ``config``: the ``EngineConfig`` (the server reads ``max_batch_size`` and ``batch_wait_ms``).
 Optional: ``sample_rate`` (default 24000), ``backend.warmup(frame_lengths, batch_sizes)``,
-``backend.describe()`` or ``describe()``, ``plan(request, i)`` (chunk durations for warm-up).
+``backend.describe()`` or ``describe()``, ``plan(request, i)`` (chunk durations for warm-up),
+``warmup_requests(text, voice)`` (the warm-up's requests, for an engine that refuses presets/seeds).
 """
 
 from __future__ import annotations

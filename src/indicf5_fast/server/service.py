@@ -83,8 +83,13 @@ class SpeechService:
             return
         voice, text = self._prepared[name], self.store.get(name).ref_text[:60]  # type: ignore[union-attr]
         durations: set[int] = set()
-        for preset in PRESETS:
-            req = self.engine.make_request(text, voice=voice, seed=0, preset=preset)
+        # an engine with fixed sampling (upstream's Triton model) gives its own warm-up requests
+        warm_requests = getattr(self.engine, "warmup_requests", None)
+        if callable(warm_requests):
+            requests = [("fixed sampling", r) for r in warm_requests(text, voice)]
+        else:
+            requests = [(p, self.engine.make_request(text, voice=voice, seed=0, preset=p)) for p in PRESETS]
+        for preset, req in requests:
             plan = getattr(self.engine, "plan", None)
             if callable(plan):
                 durations.update(int(c.duration) for c in plan(req, 0))

@@ -81,7 +81,13 @@ class RemoteTTS:
 
     @classmethod
     def from_config(cls, config: EngineConfig, wait_s: float = 60.0) -> RemoteTTS:
-        """Connect and wait until Triton and the model are ready (clear error otherwise)."""
+        """Connect and wait until Triton and the model are ready (clear error otherwise).
+        ``config.triton_protocol == "upstream"``: upstream F5-TTS's own ``f5_tts`` model instead
+        (see ``upstream.py``)."""
+        if config.triton_protocol == "upstream":
+            from indicf5_fast.deploy.triton.upstream import UpstreamRemoteTTS
+
+            return UpstreamRemoteTTS.from_config(config, wait_s)  # type: ignore[return-value]
         engine = cls(config)
         try:
             engine._client().wait_ready(wait_s)
