@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from indicf5_fast.config import SAMPLE_RATE, add_config_args, config_from_args
+from indicf5_fast.config import FLAVOURS, SAMPLE_RATE, add_config_args, config_from_args
 from indicf5_fast.errors import IndicF5Error, missing_extra
 
 # Subcommands living in their own layers; each module has add_parser(subparsers) and is
@@ -106,7 +106,7 @@ def _add_init_random(sub) -> None:
     p.add_argument("out", help="output directory")
     p.add_argument("--arch", choices=("tiny", "base"), default="tiny")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--flavour", choices=("v0", "v1"), default="v0")
+    p.add_argument("--flavour", choices=FLAVOURS, default="v0")
     p.set_defaults(func=_run_init_random)
 
 
