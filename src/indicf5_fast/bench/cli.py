@@ -12,9 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from indicf5_fast.errors import InputError
+from indicf5_fast.config import add_config_args, config_from_args
+from indicf5_fast.errors import InputError, require
 
 # import-light on purpose: torch and the engine are imported inside run()
+
+# engine fields the bench exposes, with the bench's own defaults (CPU graphs are dynamic in
+# length when compiled: a small frame bucket is enough)
+ENGINE_DEFAULTS = {"device": "cpu", "frame_bucket": 16}
 
 DEFAULTS = {
     "backends": "torch",
@@ -52,14 +57,7 @@ def add_parser(subparsers) -> None:
         default=None,
         help="NFE:schedule list for upstream (default: 32:uniform + --steps)",
     )
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument(
-        "--frame-bucket",
-        type=int,
-        default=16,
-        help="frame padding multiple when compiled (CPU graphs are dynamic in length: keep it small)",
-    )
+    add_config_args(p, only=("device", "threads", "frame_bucket"), defaults=ENGINE_DEFAULTS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="one length, the headline configurations (< 5 min)")
     p.add_argument(
@@ -152,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats is not None and args.repeats < 1:
         raise InputError("--repeats must be >= 1", "repeats")
+    if args.output_dir:  # bench.png: fail now, not after the benchmark
+        require("matplotlib", "bench", "bench plots (--output-dir writes bench.png)")
+    engine = config_from_args(args, defaults=ENGINE_DEFAULTS)
     configs, seconds, repeats = build_configs(args)
     if args.no_upstream:
         configs = [c for c in configs if c.backend != "upstream"]
@@ -162,9 +163,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=seconds,
         repeats=repeats,
         seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        frame_bucket=args.frame_bucket,
+        engine=engine,
         extra={
             "mode": mode,
             "command": " ".join(["indicf5-fast", *sys.argv[sys.argv.index("bench") :]])

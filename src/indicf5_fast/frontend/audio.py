@@ -6,7 +6,7 @@ Upstream facts reproduced here (F5-TTS `utils_infer.py`, IndicF5 fork):
   resampled to 24 kHz with `torchaudio.transforms.Resample` (Hann-windowed sinc, width 6, rolloff 0.99);
 - chunks are joined with a 0.15 s linear cross-fade;
 - the output is written as 16-bit PCM by libsndfile (round(x·2³¹) >> 16, i.e. ≈ floor(x·32768)).
-The pydub-based silence rules live in `audio_silence.py` and are re-exported here.
+The pydub-based silence rules live in `frontend/silence.py` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from indicf5_fast.config import HOP_LENGTH, SAMPLE_RATE
 from indicf5_fast.errors import AudioError, InputError
 from indicf5_fast.frontend.silence import prepare_reference_audio, remove_long_silences
-
-SAMPLE_RATE = 24000
-HOP_LENGTH = 256
 
 __all__ = [
     "HOP_LENGTH",
@@ -38,6 +36,7 @@ __all__ = [
     "prepare_reference_audio",
     "prepare_reference_text",
     "read_audio",
+    "read_reference",
     "remove_long_silences",
     "resample",
     "to_int16",
@@ -89,6 +88,32 @@ def read_audio(src: str | os.PathLike | bytes | BinaryIO, *, mono: bool = True) 
         return chans, int(sr)
     # torch.mean over the channel axis, the exact op upstream runs on torchaudio.load's output
     return torch.from_numpy(chans).mean(dim=0).numpy(), int(sr)
+
+
+def read_reference(ref_audio, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Any reference the engines accept -> (float32 mono wave [n], sample rate).
+
+    ``ref_audio``: a path, file bytes or a file object (decoded by ``read_audio``); a numpy array
+    or torch tensor [n], or [channels, n] / [n, channels] (the shorter axis is the channels; mixed
+    to mono by their mean), at ``sample_rate`` (default 24 kHz); or a tuple (array, rate). Shared
+    by the in-process engine and the Triton proxy so both see the same wave.
+    """
+    if isinstance(ref_audio, tuple) and len(ref_audio) == 2:
+        ref_audio, sample_rate = ref_audio
+    if isinstance(ref_audio, torch.Tensor):
+        ref_audio = ref_audio.detach().cpu().numpy()
+    if isinstance(ref_audio, np.ndarray):
+        wave = np.asarray(ref_audio, dtype=np.float32)
+        if wave.ndim == 2:  # [channels, n] or [n, channels]: mix to mono
+            wave = wave.mean(axis=0 if wave.shape[0] < wave.shape[1] else 1)
+        if wave.ndim != 1 or wave.size == 0:
+            raise AudioError("reference audio array must be a non-empty 1-D wave")
+        if not np.isfinite(wave).all():
+            raise AudioError("reference audio contains NaN or infinite samples")
+        return wave, int(sample_rate or SAMPLE_RATE)
+    if ref_audio is None:
+        raise AudioError("reference audio is missing")
+    return read_audio(ref_audio)
 
 
 # ----------------------------------------------------------------------------- resampling
@@ -241,7 +266,7 @@ def to_int16(wave: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def postprocess_indicf5(
-    wave: np.ndarray, sr: int = 24000, remove_silence: bool = True, target_dbfs: float = -20.0
+    wave: np.ndarray, sr: int = SAMPLE_RATE, remove_silence: bool = True, target_dbfs: float = -20.0
 ) -> np.ndarray:
     """IndicF5 `INF5Model.forward` tail, exactly: int16 (libsndfile rounding), optional long-silence
     removal, gain to `target_dbfs` with audioop's floor rounding. [n] float → [n] int16."""

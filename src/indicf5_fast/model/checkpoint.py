@@ -40,8 +40,9 @@ class Checkpoint:
         return dit.eval(), vocos.eval()
 
 
-def resolve_model(model: str | Path) -> Path:
-    """A local path, or a hub id downloaded with huggingface_hub (needs network)."""
+def resolve_model(model: str | Path, revision: str | None = None) -> Path:
+    """A local path, or a hub id downloaded with huggingface_hub (needs network) at ``revision``
+    (branch, tag or commit; None = the default branch)."""
     path = Path(model).expanduser()
     if path.exists():
         return path
@@ -52,7 +53,7 @@ def resolve_model(model: str | Path) -> Path:
         except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
             raise CheckpointError("huggingface_hub is needed to download hub models") from e
         try:
-            return Path(snapshot_download(repo_id=text))
+            return Path(snapshot_download(repo_id=text, revision=revision))
         except Exception as e:  # network, auth, missing repo: all one message for the user
             raise CheckpointError(f"could not download {text!r} from the model hub: {e}") from e
     raise CheckpointError(f"model not found: {model} (not a file, a directory or a hub id)")
@@ -63,8 +64,9 @@ def load_checkpoint(
     flavour: str | None = None,
     vocab: str | Path | None = None,
     vocoder: str | Path | None = None,
+    revision: str | None = None,
 ) -> Checkpoint:
-    path = resolve_model(model)
+    path = resolve_model(model, revision)
     config: dict = {}
     if path.is_dir():
         config = _read_config(path / "config.json")

@@ -34,6 +34,7 @@ from indicf5_fast.server.protocol import (
     VoiceInfo,
     VoiceList,
     audio_responses,
+    bounds,
 )
 from indicf5_fast.server.service import SpeechService
 from indicf5_fast.server.settings import ServerSettings
@@ -143,10 +144,10 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         ref_text: Annotated[str, Form(description="Transcript of the reference audio.")],
         text: Annotated[str, Form(description="Text to speak.")],
         response_format: Annotated[ResponseFormat, Form()] = "wav",
-        speed: Annotated[float, Form(ge=0.25, le=4.0)] = 1.0,
+        speed: Annotated[float | None, Form(**bounds("speed"))] = None,
         stream: Annotated[bool, Form()] = False,
-        nfe_step: Annotated[int | None, Form(ge=1, le=256)] = None,
-        seed: Annotated[int | None, Form(ge=0, lt=2**63)] = None,
+        nfe_step: Annotated[int | None, Form(**bounds("nfe_step"))] = None,
+        seed: Annotated[int | None, Form(**bounds("seed"))] = None,
         preset: Annotated[Preset | None, Form()] = None,
     ) -> Response:
         t0 = time.perf_counter()

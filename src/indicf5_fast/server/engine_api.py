@@ -28,9 +28,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from indicf5_fast.config import EngineConfig
+from indicf5_fast.config import SAMPLE_RATE, EngineConfig
 
-DEFAULT_SAMPLE_RATE = 24_000
+DEFAULT_SAMPLE_RATE = SAMPLE_RATE
 
 
 @runtime_checkable

@@ -6,10 +6,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from indicf5_fast.config import BOUNDS
+
 ResponseFormat = Literal["wav", "pcm", "flac"]
 Preset = Literal["quality", "fast"]
 
 MEDIA_TYPES: dict[str, str] = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+
+
+def bounds(name: str) -> dict[str, float]:
+    """pydantic ``ge``/``le`` of an option, from the engine's one table (config.BOUNDS)."""
+    return {"ge": BOUNDS[name].lo, "le": BOUNDS[name].hi}
 
 
 def _utf8(value: str | None) -> str | None:
@@ -35,14 +42,14 @@ class SpeechRequest(BaseModel):
     response_format: ResponseFormat = Field(
         "wav", description="wav / flac (16-bit, 24 kHz mono) or pcm (raw s16le, 24 kHz mono)."
     )
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate.")
+    speed: float | None = Field(None, **bounds("speed"), description="Speaking rate (default: preset / server).")
     stream: bool = Field(
         False,
         description="Stream audio per text chunk: WAV header (sizes 0xFFFFFFFF) then PCM, or raw pcm. "
         "Not available for flac.",
     )
-    nfe_step: int | None = Field(None, ge=1, le=256, description="Sampler steps (default: preset / server).")
-    seed: int | None = Field(None, ge=0, lt=2**63, description="Noise seed: same seed, same audio.")
+    nfe_step: int | None = Field(None, **bounds("nfe_step"), description="Sampler steps (default: preset / server).")
+    seed: int | None = Field(None, **bounds("seed"), description="Noise seed: same seed, same audio.")
     preset: Preset | None = Field(None, description="quality = 32 uniform steps; fast = EPSS 7 steps.")
     instructions: str | None = Field(None, description="Accepted for OpenAI compatibility; ignored.")
     stream_format: Literal["audio"] | None = Field(

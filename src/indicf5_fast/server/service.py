@@ -179,10 +179,10 @@ class SpeechService:
                 "invalid_audio",
             )
         seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
-        if seconds > self.settings.max_ref_seconds:
+        if seconds > self.settings.max_upload_seconds:
             raise ApiError(
                 422,
-                f"reference audio is {seconds:.1f} s; the limit is {self.settings.max_ref_seconds:g} s",
+                f"reference audio is {seconds:.1f} s; the limit is {self.settings.max_upload_seconds:g} s",
                 "ref_audio",
                 "audio_too_long",
             )

@@ -25,7 +25,7 @@ class ServerSettings:
     default_voice: str = "demo"  # used when a speech request names no voice
     max_input_chars: int = 4096  # OpenAI's limit for /v1/audio/speech
     max_ref_bytes: int = 10 * 2**20  # uploaded reference audio file
-    max_ref_seconds: float = 30.0  # uploaded reference duration (the engine clips to 15 s at silences)
+    max_upload_seconds: float = 30.0  # uploaded reference duration (the engine then clips it: max_ref_seconds)
     max_voices: int = 256  # stored voices (each prepared voice stays in memory, ~2 MB)
     max_queue: int = 64  # admitted requests (queued + running); more -> 503 + Retry-After
     request_timeout_s: float = 300.0  # queue wait + synthesis (504 after); per chunk when streaming
@@ -39,7 +39,7 @@ class ServerSettings:
             "port": self.port,
             "max_input_chars": self.max_input_chars,
             "max_ref_bytes": self.max_ref_bytes,
-            "max_ref_seconds": self.max_ref_seconds,
+            "max_upload_seconds": self.max_upload_seconds,
             "max_voices": self.max_voices,
             "max_queue": self.max_queue,
             "request_timeout_s": self.request_timeout_s,

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indicf5_fast.config import BOUNDS
 from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.handler import SynthesisHandler
-from indicf5_fast.errors import BackendUnavailableError, InputError
+from indicf5_fast.errors import BackendUnavailableError, InputError, require
 
 if TYPE_CHECKING:
     from indicf5_fast.engine import TTS, Voice
@@ -43,10 +44,8 @@ class TritonServeConfig:
     exit_timeout_s: int = 10  # how long Triton waits for in-flight requests when stopping
 
     def validate(self) -> TritonServeConfig:
-        if not 1 <= self.max_batch <= 256:
-            raise InputError("max_batch must be in 1..256", "max_batch")
-        if not 0 <= self.queue_delay_ms <= 10_000:
-            raise InputError("queue_delay_ms must be in 0..10000", "queue_delay_ms")
+        BOUNDS["max_batch_size"].check("max_batch", self.max_batch)  # the engine's batch = Triton's
+        BOUNDS["batch_wait_ms"].check("queue_delay_ms", self.queue_delay_ms)
         if not 1 <= self.instances <= 64:
             raise InputError("instances must be in 1..64", "instances")
         return self
@@ -185,18 +184,12 @@ def check_port_free(address: str, port: int) -> None:
 
 def _import_pytriton():
     """pytriton's public names in one namespace; a clear error when the extra is missing."""
-    try:
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"Triton serving needs its extra: pip install 'indicf5-fast[triton]' ({e})"
-        ) from e
-
+    model_config = require("pytriton.model_config", "triton", "Triton serving")
+    triton = require("pytriton.triton", "triton", "Triton serving")
     return SimpleNamespace(
-        DynamicBatcher=DynamicBatcher,
-        ModelConfig=ModelConfig,
-        Tensor=Tensor,
-        Triton=Triton,
-        TritonConfig=TritonConfig,
+        DynamicBatcher=model_config.DynamicBatcher,
+        ModelConfig=model_config.ModelConfig,
+        Tensor=model_config.Tensor,
+        Triton=triton.Triton,
+        TritonConfig=triton.TritonConfig,
     )

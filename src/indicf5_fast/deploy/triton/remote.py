@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from indicf5_fast.config import EngineConfig, SamplingOptions
+from indicf5_fast.config import SAMPLE_RATE, EngineConfig, SamplingOptions, check_seed, request_options
 from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.client import TritonTTSClient, split_url
-from indicf5_fast.errors import AudioError, BackendUnavailableError, InputError
+from indicf5_fast.errors import BackendUnavailableError, InputError
 from indicf5_fast.frontend import audio as audio_io
 
 
@@ -58,7 +58,8 @@ class RemoteRequest:
             "nfe_step": o.nfe_step,
             "speed": o.speed,
             "cfg_strength": o.cfg_strength,
-            "sway_sampling_coef": o.sway_sampling_coef,
+            # None in SamplingOptions = no sway; sent as 0.0 (same grid), never left to Triton's default
+            "sway_sampling_coef": 0.0 if o.sway_sampling_coef is None else o.sway_sampling_coef,
             "schedule": o.schedule,
             "cfg_skip_last": o.cfg_skip_last,
         }
@@ -67,7 +68,7 @@ class RemoteRequest:
 class RemoteTTS:
     """Engine protocol over Triton. Thread-safe: one Triton client per calling thread."""
 
-    sample_rate = tensors.SAMPLE_RATE
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, config: EngineConfig, *, timeout_s: float = 300.0):
         if not config.triton_url:
@@ -97,20 +98,11 @@ class RemoteTTS:
 
     # ------------------------------------------------------------------ engine protocol
     def prepare_voice(self, ref_audio: Any, ref_text: str, sample_rate: int | None = None) -> RemoteVoice:
-        """Decode the reference here (bad files fail at upload, not at synthesis)."""
+        """Decode the reference here, exactly as the engine does (bad files fail at upload, not at
+        synthesis); Triton's engine prepares the decoded mono wave."""
         if not isinstance(ref_text, str) or not ref_text.strip():
             raise InputError("ref_text is empty: give the transcript of the reference audio", "ref_text")
-        if isinstance(ref_audio, tuple) and len(ref_audio) == 2:
-            ref_audio, sample_rate = ref_audio
-        if isinstance(ref_audio, np.ndarray):
-            wave, sr = (
-                np.asarray(ref_audio, dtype=np.float32).reshape(-1),
-                int(sample_rate or self.sample_rate),
-            )
-            if wave.size == 0 or not np.isfinite(wave).all():
-                raise AudioError("reference audio must be a non-empty finite wave")
-        else:
-            wave, sr = audio_io.read_audio(ref_audio)
+        wave, sr = audio_io.read_reference(ref_audio, sample_rate)
         h = hashlib.sha256(np.ascontiguousarray(wave).tobytes())
         h.update(f"|{sr}|".encode() + ref_text.encode("utf-8"))
         return RemoteVoice(key=h.hexdigest(), wave=wave, sample_rate=sr, text=ref_text)
@@ -133,25 +125,47 @@ class RemoteTTS:
             if ref_audio is None:
                 raise InputError("give a reference voice: ref_audio + ref_text", "ref_audio")
             voice = self.prepare_voice(ref_audio, ref_text or "", sample_rate)
-        base = SamplingOptions.preset(preset) if preset else self.config.sampling
-        merged = {**base.__dict__, **{k: v for k, v in options.items() if v is not None}}
-        unknown = set(merged) - set(SamplingOptions().__dict__)
-        if unknown:
-            raise InputError(f"unknown sampling option(s) {sorted(unknown)}", sorted(unknown)[0])
-        opts = SamplingOptions(**merged)
-        if "sway_sampling_coef" in options and options["sway_sampling_coef"] is None:
-            opts.sway_sampling_coef = None
-        opts.validate()
+        opts = request_options(self.config.sampling, preset, options)
         if not isinstance(text, str) or not text.strip():
             raise InputError("text is empty", "text")
-        if seed is not None and (not isinstance(seed, int) or not 0 <= seed < 2**63):
-            raise InputError("seed must be a non-negative integer", "seed")
+        check_seed(seed)
         return RemoteRequest(text=text, voice=voice, options=opts, seed=seed)
 
     def synthesize(
-        self, text: str, voice: RemoteVoice, seed: int | None = None, **options: Any
+        self,
+        text: str,
+        ref_audio: Any = None,
+        ref_text: str | None = None,
+        nfe_step: int | None = None,
+        cfg_strength: float | None = None,
+        sway_sampling_coef: float | None = None,
+        speed: float | None = None,
+        seed: int | None = None,
+        *,
+        schedule: str | None = None,
+        voice: RemoteVoice | None = None,
+        cfg_skip_last: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        return self.synthesize_batch([self.make_request(text, voice=voice, seed=seed, **options)])[0]
+        """As ``TTS.synthesize`` (same arguments, defaults from ``config.sampling``); the whole
+        text is one Triton request, so ``progress`` is called once, at the end."""
+        req = self.make_request(
+            text,
+            ref_audio,
+            ref_text,
+            voice=voice,
+            seed=seed,
+            nfe_step=nfe_step,
+            cfg_strength=cfg_strength,
+            sway_sampling_coef=sway_sampling_coef,
+            speed=speed,
+            schedule=schedule,
+            cfg_skip_last=cfg_skip_last,
+        )
+        wave = self.synthesize_batch([req])[0]
+        if progress is not None:
+            progress(1, 1)
+        return wave
 
     def synthesize_batch(self, requests: Sequence[RemoteRequest]) -> list[np.ndarray]:
         return self._client().synthesize_many([r.item() for r in requests])

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from indicf5_fast.config import BOUNDS, SAMPLE_RATE, check_seed
 from indicf5_fast.errors import AudioError, InputError
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 MODEL_NAME = "indicf5"  # batched model: one response per request
 STREAM_MODEL_NAME = "indicf5_stream"  # decoupled model: one response per text chunk
-SAMPLE_RATE = 24_000
 NO_SEED = -1  # `seed` value meaning "random", so seeded and unseeded items share one batch
 
 
@@ -61,7 +61,7 @@ INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("seed", np.int64, (1,), optional=True),  # -1 = random
     TensorSpec("speed", np.float32, (1,), optional=True),
     TensorSpec("cfg_strength", np.float32, (1,), optional=True),
-    TensorSpec("sway_sampling_coef", np.float32, (1,), optional=True),  # NaN = no sway
+    TensorSpec("sway_sampling_coef", np.float32, (1,), optional=True),  # NaN = no sway (as 0)
     TensorSpec("schedule", np.bytes_, (1,), optional=True),  # uniform | epss
     TensorSpec("cfg_skip_last", np.int32, (1,), optional=True),
 )
@@ -109,15 +109,16 @@ def encode_request(
         out["ref_sample_rate"] = np.array([[ref_sample_rate or SAMPLE_RATE]], dtype=np.int32)
         out["ref_text"] = _bytes_item(ref_text or "")
     if seed is not None:
+        check_seed(seed)
         out["seed"] = np.array([[seed]], dtype=np.int64)
     specs = {s.name: s for s in INPUTS}
     for name, value in options.items():
         if name not in _OPTION_INPUTS:
             raise InputError(f"unknown option {name!r} (expected one of {sorted(_OPTION_INPUTS)})", name)
-        if name == "sway_sampling_coef" and value is None:
-            value = math.nan
-        if value is None:
+        if value is None:  # left out: the server engine's default
             continue
+        if name in BOUNDS:  # the engine's range: also keeps the value inside the tensor's dtype
+            BOUNDS[name].check(name, value)
         spec = specs[name]
         out[name] = _bytes_item(value) if spec.dtype is np.bytes_ else np.array([[value]], dtype=spec.dtype)
     return out
@@ -204,8 +205,7 @@ def _parse_item(tts: TTS, data: Mapping[str, np.ndarray], i: int, voices: Mappin
             continue
         v = cast(_text(value[0])) if cast is str else cast(value[0])
         if name == "sway_sampling_coef" and math.isnan(v):
-            options[name] = None  # explicit "no sway"
-            continue
+            v = 0.0  # "no sway": the same time grid as none at all
         options[name] = v
     seed = item("seed")
     seed_value = int(seed[0]) if seed is not None and int(seed[0]) != NO_SEED else None
