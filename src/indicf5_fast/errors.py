@@ -32,3 +32,23 @@ class CheckpointError(IndicF5Error):
 
 class BackendUnavailableError(IndicF5Error):
     """A requested backend, device or execution provider is not available on this machine."""
+
+
+class HubError(CheckpointError):
+    """A model could not be fetched from the Hugging Face hub (the message says what to do)."""
+
+
+class HubAccessError(HubError):
+    """Gated or private repository, or a 401/403 answer: accept the terms and log in."""
+
+
+class HubNotFoundError(HubError):
+    """No such repository (or one the current token cannot see)."""
+
+
+class HubRevisionError(HubError):
+    """The repository exists but the requested branch, tag or commit does not."""
+
+
+class HubOfflineError(HubError):
+    """Offline (``HF_HUB_OFFLINE`` or no network) and the files are not in the local cache."""
