@@ -28,7 +28,13 @@ from indicf5_fast.model.checkpoint import load_checkpoint, resolve_model, split_
 
 REPO = "ai4bharat/IndicF5"
 # What a real repo holds beside the files the loader needs (README, code, nested weights).
-EXTRA_FILES = ("README.md", "model.py", "old/model_1.safetensors", "ckpts/model_last.pt", "sub/pytorch_model.bin")
+EXTRA_FILES = (
+    "README.md",
+    "model.py",
+    "old/model_1.safetensors",
+    "ckpts/model_last.pt",
+    "sub/pytorch_model.bin",
+)
 
 
 def _response(status: int):
@@ -90,8 +96,9 @@ def test_revision_and_patterns_passed_and_only_needed_files_fetched(hub_repo, tm
     call = fake.calls[0]
     assert call["repo_id"] == REPO and call["local_files_only"] is False
     assert {"config.json", "checkpoints/vocab.txt", "prompts/*"} <= set(call["allow_patterns"])
-    needed = {f.relative_to(hub_repo).as_posix() for f in hub_repo.rglob("*") if f.is_file()} - set(EXTRA_FILES)
-    assert fake.fetched() == needed - {"README.md", "model.py"}
+    files = {f.relative_to(hub_repo).as_posix() for f in hub_repo.rglob("*") if f.is_file()}
+    needed = files - set(EXTRA_FILES)  # README, code and nested weights are never fetched
+    assert fake.fetched() == needed
     assert "model.safetensors" in needed and any(n.startswith("prompts/") for n in needed)
     assert ck.dit_args.vocab_size > 500 and Path(ck.source) == fake.snapshot
 
@@ -124,20 +131,43 @@ def test_pt_weights_and_custom_vocab_fetched_in_a_second_call(hub_repo, tmp_path
 @pytest.mark.parametrize(
     ("error", "kind", "words"),
     [
-        (lambda: hf_errors.GatedRepoError("Access restricted.\nx", response=_response(403)),
-         HubAccessError, ["gated", "accept its terms", f"huggingface.co/{REPO}", "huggingface-cli login", "HF_TOKEN"]),
-        (lambda: hf_errors.RepositoryNotFoundError("401 Client Error.\nRepository Not Found", response=_response(401)),
-         HubNotFoundError, ["not found", "check the id", "HF_TOKEN"]),
-        (lambda: hf_errors.RevisionNotFoundError("Revision Not Found.\nx", response=_response(404)),
-         HubRevisionError, ["no revision 'nope'", "--revision"]),
-        (lambda: hf_errors.HfHubHTTPError("403 Forbidden.\nx", response=_response(403)),
-         HubAccessError, ["HTTP 403", "accept the model's terms", "huggingface-cli login", "HF_TOKEN"]),
-        (lambda: hf_errors.HfHubHTTPError("401 Unauthorized.\nx", response=_response(401)),
-         HubAccessError, ["HTTP 401", "HF_TOKEN"]),
-        (lambda: hf_errors.LocalEntryNotFoundError("Cannot find the requested files.\nconnection"),
-         HubOfflineError, ["could not reach the model hub", "local cache", "revision 'nope'"]),
-        (lambda: hf_errors.HfHubHTTPError("500 Server Error.\nx", response=_response(500)),
-         HubError, ["could not download", "500 Server Error"]),
+        (
+            lambda: hf_errors.GatedRepoError("Access restricted.\nx", response=_response(403)),
+            HubAccessError,
+            ["gated", "accept its terms", f"huggingface.co/{REPO}", "huggingface-cli login", "HF_TOKEN"],
+        ),
+        (
+            lambda: hf_errors.RepositoryNotFoundError(
+                "401 Client Error.\nRepository Not Found", response=_response(401)
+            ),
+            HubNotFoundError,
+            ["not found", "check the id", "HF_TOKEN"],
+        ),
+        (
+            lambda: hf_errors.RevisionNotFoundError("Revision Not Found.\nx", response=_response(404)),
+            HubRevisionError,
+            ["no revision 'nope'", "--revision"],
+        ),
+        (
+            lambda: hf_errors.HfHubHTTPError("403 Forbidden.\nx", response=_response(403)),
+            HubAccessError,
+            ["HTTP 403", "accept the model's terms", "huggingface-cli login", "HF_TOKEN"],
+        ),
+        (
+            lambda: hf_errors.HfHubHTTPError("401 Unauthorized.\nx", response=_response(401)),
+            HubAccessError,
+            ["HTTP 401", "HF_TOKEN"],
+        ),
+        (
+            lambda: hf_errors.LocalEntryNotFoundError("Cannot find the requested files.\nconnection"),
+            HubOfflineError,
+            ["could not reach the model hub", "local cache", "revision 'nope'"],
+        ),
+        (
+            lambda: hf_errors.HfHubHTTPError("500 Server Error.\nx", response=_response(500)),
+            HubError,
+            ["could not download", "500 Server Error"],
+        ),
     ],
     ids=["gated", "not-found-401", "bad-revision", "403", "401", "no-network", "other"],
 )
@@ -152,7 +182,19 @@ def test_hub_errors_become_one_line(hub_repo, tmp_path, monkeypatch, capsys, err
         assert w in msg, (w, msg)
     # The CLI shows it as one `error:` line, exit 2, no traceback.
     ref = str(hub_repo / "prompts" / "demo.wav")
-    argv = ["synth", "--model", REPO, "--text", "x", "--ref-audio", ref, "--ref-text", "x", "--out", str(tmp_path / "o.wav")]
+    argv = [
+        "synth",
+        "--model",
+        REPO,
+        "--text",
+        "x",
+        "--ref-audio",
+        ref,
+        "--ref-text",
+        "x",
+        "--out",
+        str(tmp_path / "o.wav"),
+    ]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
@@ -169,7 +211,9 @@ def test_offline_uses_cache_only(hub_repo, tmp_path, monkeypatch, value):
 def test_offline_and_not_cached_is_one_clear_line(hub_repo, tmp_path, monkeypatch):
     _install(monkeypatch, hub_repo, tmp_path, hf_errors.LocalEntryNotFoundError("not cached\nmore"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubOfflineError, match=r"not in the local hub cache and HF_HUB_OFFLINE is set") as info:
+    with pytest.raises(
+        HubOfflineError, match=r"not in the local hub cache and HF_HUB_OFFLINE is set"
+    ) as info:
         load_checkpoint(REPO, revision="abc")
     assert "\n" not in str(info.value) and "'abc'" in str(info.value)
 
@@ -189,7 +233,9 @@ def test_vocoder_hub_id_fetches_only_vocos_files(tiny_ckpt, tmp_path, monkeypatc
     torch.save(ck.vocos_state, vocos_repo / "pytorch_model.bin")
     (vocos_repo / "config.yaml").write_text("feature_extractor: {}\n")
     (vocos_repo / "README.md").write_text("not needed")
-    dit_only = {k: v for k, v in load_file(str(tiny_ckpt / "model.safetensors")).items() if "vocoder" not in k}
+    dit_only = {
+        k: v for k, v in load_file(str(tiny_ckpt / "model.safetensors")).items() if "vocoder" not in k
+    }
     assert not split_state(dit_only)[1]
     weights = tmp_path / "dit.safetensors"
     save_file(dit_only, str(weights))

@@ -85,7 +85,9 @@ def load_checkpoint(
         raise CheckpointError(f"{weights}: no DiT weights (expected keys under 'ema_model.transformer.')")
     if not vocos_state:
         if vocoder is None:
-            raise CheckpointError(f"{weights} has no vocoder weights: pass a Vocos directory or hub id (--vocoder)")
+            raise CheckpointError(
+                f"{weights} has no vocoder weights: pass a Vocos directory or hub id (--vocoder)"
+            )
         vocos_state = load_vocos_dir(resolve_vocoder(vocoder))
     arch = config.get("arch", {})
     flavour = flavour or arch.get("flavour", "v0")
