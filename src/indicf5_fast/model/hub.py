@@ -72,7 +72,7 @@ def download(repo_id: str, patterns: Sequence[str], revision: str | None = None)
             ignore_patterns=list(NESTED_WEIGHTS),
             local_files_only=offline,
         )
-    except Exception as e:  # noqa: BLE001 - mapped below; anything unknown still ends as one line
+    except Exception as e:  # mapped below; anything unknown still ends as one line
         raise hub_error(e, repo_id, revision, offline) from e
     return Path(path)
 
