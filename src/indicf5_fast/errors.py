@@ -87,3 +87,23 @@ def missing_extra(error: BaseException, what: str | None = None) -> MissingExtra
         return None
     root = name.split(".")[0]
     return MissingExtraError(root, EXTRAS[root], what) if root in EXTRAS else None
+
+
+class HubError(CheckpointError):
+    """A model could not be fetched from the Hugging Face hub (the message says what to do)."""
+
+
+class HubAccessError(HubError):
+    """Gated or private repository, or a 401/403 answer: accept the terms and log in."""
+
+
+class HubNotFoundError(HubError):
+    """No such repository (or one the current token cannot see)."""
+
+
+class HubRevisionError(HubError):
+    """The repository exists but the requested branch, tag or commit does not."""
+
+
+class HubOfflineError(HubError):
+    """Offline (``HF_HUB_OFFLINE`` or no network) and the files are not in the local cache."""

@@ -24,7 +24,7 @@ from indicf5_fast.server.errors import ApiError, install_handlers
 from indicf5_fast.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from indicf5_fast.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from indicf5_fast.server.protocol import (
-    ERROR_RESPONSES,
+    VOICE_NAME_PATTERN,
     DeletedVoice,
     Health,
     Preset,
@@ -35,6 +35,8 @@ from indicf5_fast.server.protocol import (
     VoiceList,
     audio_responses,
     bounds,
+    error_responses,
+    finish_openapi,
 )
 from indicf5_fast.server.service import SpeechService
 from indicf5_fast.server.settings import ServerSettings
@@ -64,21 +66,24 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
                 await warm
             await service.stop()
 
-    # Security schemes are documented in OpenAPI; the check itself is ApiKeyMiddleware, which
-    # runs before the body is read (auto_error=False: these dependencies never reject).
+    # `dependencies=auth` documents the security schemes on every route but /health; the check
+    # itself is ApiKeyMiddleware, which runs before the body is read (auto_error=False: these
+    # dependencies never reject). Either header with the right key is accepted. Routes stay on
+    # the app (no APIRouter): MetricsMiddleware and the 405 Allow header read app.router.routes
+    # as a flat list of routes.
     auth = (
         [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
         if settings.api_key
         else []
     )
-    app = FastAPI(
-        title="indicf5-fast",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        dependencies=auth,
-        responses={k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401, 500)},
-    )
+    denied = (401,) if settings.api_key else ()  # only a server with a key answers 401
+    app = FastAPI(title="indicf5-fast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    default_openapi = app.openapi
+
+    def openapi() -> dict:  # text limits are server settings: added per app
+        return finish_openapi(default_openapi(), settings.max_input_chars)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.service = service
     app.state.settings = settings
     install_handlers(app)
@@ -87,16 +92,26 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.router.routes)
 
-    @app.get("/health", response_model=Health, tags=["ops"], summary="Liveness (no API key needed)")
+    @app.get(
+        "/health",
+        response_model=Health,
+        tags=["ops"],
+        summary="Liveness (no API key needed)",
+        openapi_extra={"security": []},  # public even when the other routes need the key
+    )
     async def health() -> Health:
         return Health()
 
     @app.get(
         "/ready",
+        dependencies=auth,
         response_model=Readiness,
         tags=["ops"],
         summary="Readiness: 200 once the model is warm, else 503",
-        responses={503: {"model": Readiness, "description": "Not ready (warming up, failed, stopping)."}},
+        responses={
+            503: {"model": Readiness, "description": "Not ready (warming up, failed, stopping)."},
+            **error_responses(*denied),
+        },
     )
     async def ready() -> JSONResponse:
         body = Readiness(
@@ -111,16 +126,30 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    @app.get(
+        "/metrics",
+        dependencies=auth,
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **error_responses(*denied),
+        },
+    )
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/v1/audio/speech",
+        dependencies=auth,
         tags=["speech"],
         summary="Text to speech (OpenAI-compatible)",
         response_class=Response,
-        responses=audio_responses(),
+        responses=audio_responses(400, *denied, 413, 422, 500, 503, 504),
     )
     async def speech(body: SpeechRequest) -> Response:
         t0 = time.perf_counter()
@@ -134,10 +163,11 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
 
     @app.post(
         "/v1/tts",
+        dependencies=auth,
         tags=["speech"],
         summary="Text to speech with a one-off reference voice (multipart)",
         response_class=Response,
-        responses=audio_responses(),
+        responses=audio_responses(400, *denied, 413, 422, 500, 503, 504),
     )
     async def tts(
         ref_audio: Annotated[UploadFile, File(description="Reference speech: WAV, FLAC or OGG.")],
@@ -163,14 +193,21 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
 
     @app.post(
         "/v1/voices",
+        dependencies=auth,
         tags=["voices"],
         summary="Upload a named voice (persisted)",
         status_code=201,
         response_model=VoiceInfo,
-        responses={k: ERROR_RESPONSES[k] for k in (409, 413, 422, 503)},
+        responses=error_responses(400, *denied, 409, 413, 422, 500, 503),
     )
     async def add_voice(
-        name: Annotated[str, Form(description="1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit.")],
+        name: Annotated[
+            str,
+            Form(
+                pattern=VOICE_NAME_PATTERN,
+                description="1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit.",
+            ),
+        ],
         ref_text: Annotated[str, Form(description="Transcript of the reference audio.")],
         ref_audio: Annotated[UploadFile, File(description="Reference speech: WAV, FLAC or OGG.")],
         overwrite: Annotated[bool, Form()] = False,
@@ -179,18 +216,26 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         stored = await service.add_voice(name, ref_audio, ref_text, overwrite)
         return VoiceInfo(**stored.info())
 
-    @app.get("/v1/voices", tags=["voices"], summary="List voices", response_model=VoiceList)
+    @app.get(
+        "/v1/voices",
+        dependencies=auth,
+        tags=["voices"],
+        summary="List voices",
+        response_model=VoiceList,
+        responses=error_responses(*denied),
+    )
     async def list_voices() -> VoiceList:
         return VoiceList(data=[VoiceInfo(**v.info()) for v in service.store.list()])
 
     @app.get(
         "/v1/voices/{name}",
+        dependencies=auth,
         tags=["voices"],
         summary="One voice",
         response_model=VoiceInfo,
-        responses={404: ERROR_RESPONSES[404]},
+        responses=error_responses(400, *denied, 404),
     )
-    async def get_voice(name: Annotated[str, Path(max_length=200)]) -> VoiceInfo:
+    async def get_voice(name: Annotated[str, Path(pattern=VOICE_NAME_PATTERN)]) -> VoiceInfo:
         stored = service.store.get(check_name(name))
         if stored is None:
             raise ApiError(404, f"voice {name!r} not found", "name", "voice_not_found")
@@ -198,12 +243,13 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
 
     @app.delete(
         "/v1/voices/{name}",
+        dependencies=auth,
         tags=["voices"],
         summary="Delete an uploaded voice",
         response_model=DeletedVoice,
-        responses={k: ERROR_RESPONSES[k] for k in (403, 404)},
+        responses=error_responses(400, *denied, 403, 404),
     )
-    async def delete_voice(name: Annotated[str, Path(max_length=200)]) -> DeletedVoice:
+    async def delete_voice(name: Annotated[str, Path(pattern=VOICE_NAME_PATTERN)]) -> DeletedVoice:
         await service.delete_voice(name)
         return DeletedVoice(name=name)
 

@@ -51,7 +51,10 @@ class MetricsMiddleware:
 
 
 class ApiKeyMiddleware:
-    """``Authorization: Bearer <key>`` (what OpenAI clients send) or ``X-API-Key: <key>``."""
+    """``Authorization: Bearer <key>`` (what OpenAI clients send) or ``X-API-Key: <key>``.
+
+    The OpenAPI schema offers the two as alternatives, so a request is let in when either header
+    carries the key (a stray wrong value in the other header does not lock a right one out)."""
 
     def __init__(self, app: ASGIApp, api_key: str | None):
         self.app = app
@@ -62,11 +65,11 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-api-key")
+        given = [headers[b"x-api-key"]] if b"x-api-key" in headers else []
         auth = headers.get(b"authorization", b"")
-        if given is None and auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-        if given is None:
+        if auth[:7].lower() == b"bearer ":
+            given.append(auth[7:].strip())
+        if not given:
             response = error_response(
                 401,
                 "missing API key: send 'Authorization: Bearer <key>'",
@@ -74,7 +77,7 @@ class ApiKeyMiddleware:
                 "missing_api_key",
                 {"WWW-Authenticate": "Bearer"},
             )
-        elif not hmac.compare_digest(given, self.key):
+        elif not any([hmac.compare_digest(g, self.key) for g in given]):  # list: compare all
             response = error_response(
                 401, "invalid API key", None, "invalid_api_key", {"WWW-Authenticate": "Bearer"}
             )

@@ -1,4 +1,9 @@
-"""Request / response bodies (pydantic). The OpenAPI schema FastAPI serves is built from these."""
+"""Request / response bodies (pydantic). The OpenAPI schema FastAPI serves is built from these.
+
+The schema states what the server enforces: enums, numeric bounds and the voice-name pattern are
+pydantic constraints (checked on parse); the request-text limits depend on a server setting, are
+checked by ``SpeechService.check_text`` and written into the schema by ``document_text_limits``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from indicf5_fast.config import BOUNDS
+from indicf5_fast.server.settings import VOICE_NAME_RE
 
 ResponseFormat = Literal["wav", "pcm", "flac"]
 Preset = Literal["quality", "fast"]
 
 MEDIA_TYPES: dict[str, str] = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+VOICE_NAME_PATTERN = VOICE_NAME_RE.pattern  # JSON Schema regex: "$" is the end of the string
+# Request text fields that SpeechService.check_text rejects when blank or over max_input_chars.
+TEXT_FIELDS = ("input", "text", "ref_text")
+NOT_BLANK = r"\S"  # JSON Schema "pattern" is a search: at least one non-whitespace character
 
 
 def bounds(name: str) -> dict[str, float]:
@@ -35,9 +45,11 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("indicf5", description="Accepted for OpenAI compatibility; the loaded model is used.")
-    input: str = Field(..., description="Text to speak (max characters: server setting).")
+    input: str = Field(..., description="Text to speak: not blank; max characters is a server setting.")
     voice: str | None = Field(
-        None, description="Voice name (see GET /v1/voices); default: the server's default voice."
+        None,
+        pattern=VOICE_NAME_PATTERN,
+        description="Voice name (see GET /v1/voices); default: the server's default voice.",
     )
     response_format: ResponseFormat = Field(
         "wav", description="wav / flac (16-bit, 24 kHz mono) or pcm (raw s16le, 24 kHz mono)."
@@ -120,7 +132,12 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 }
 
 
-def audio_responses() -> dict[int | str, dict]:
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """The OpenAI-style error body for each status a route can answer with."""
+    return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+def audio_responses(*error_codes: int) -> dict[int | str, dict]:
     ok = {
         200: {
             "description": "Audio (24 kHz mono 16-bit). Header X-Sample-Rate gives the rate.",
@@ -129,4 +146,28 @@ def audio_responses() -> dict[int | str, dict]:
             },
         }
     }
-    return ok | ERROR_RESPONSES
+    return ok | error_responses(*error_codes)
+
+
+def finish_openapi(spec: dict, max_chars: int) -> dict:
+    """What FastAPI's generated schema cannot know (idempotent, edits ``spec`` in place):
+
+    - check_text's rule (not blank, at most ``max_chars`` code points, a server setting) on every
+      request body's TEXT_FIELDS; response models (VoiceInfo.ref_text) are left alone;
+    - FastAPI's automatic 422 ``HTTPValidationError`` is dropped: errors.install_handlers answers
+      a validation failure with 400 and the OpenAI-style body, which every route declares."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                del responses["422"]
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                ref = media.get("schema", {}).get("$ref", "")
+                props = schemas.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+                for name in TEXT_FIELDS:
+                    if name in props:
+                        props[name].update(minLength=1, maxLength=max_chars, pattern=NOT_BLANK)
+    return spec

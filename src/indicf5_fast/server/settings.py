@@ -10,8 +10,11 @@ from pathlib import Path
 from indicf5_fast.errors import InputError
 
 # Voice names become directory names: ASCII letters, digits, "_" and "-", starting with a letter or
-# digit, so "..", "/", "\\", NUL and dots can never reach the file system.
+# digit, so "..", "/", "\\", NUL and dots can never reach the file system. Always ``fullmatch``: with
+# ``match``, ``$`` also matches before a final newline ("a\n" would pass). The pattern text is also
+# the OpenAPI ``pattern`` (JSON Schema / ECMA regex: ``$`` is the end of the string there).
 VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+VOICE_NAME_RULE = "use 1-64 ASCII letters, digits, '_' or '-', starting with a letter or digit"
 API_KEY_ENV = "INDICF5_API_KEY"
 
 
@@ -49,7 +52,7 @@ class ServerSettings:
                 raise InputError(f"{name} must be > 0, got {value!r}", name)
         if not 0 < self.port < 65536:
             raise InputError(f"port must be in 1..65535, got {self.port}", "port")
-        if self.default_voice and not VOICE_NAME_RE.match(self.default_voice):
+        if self.default_voice and not VOICE_NAME_RE.fullmatch(self.default_voice):
             raise InputError(f"invalid default voice name {self.default_voice!r}", "default_voice")
         if self.api_key is not None and not self.api_key.strip():
             self.api_key = None
