@@ -19,6 +19,7 @@ from indicf5_fast.errors import IndicF5Error
 # Subcommands living in their own layers; each module has add_parser(subparsers) and is
 # import-light (heavy imports happen inside its run function).
 EXTRA_COMMANDS = (
+    "indicf5_fast.frontend.cli",
     "indicf5_fast.bench.cli",
     "indicf5_fast.bench.stress.cli",
     "indicf5_fast.server.cli",
@@ -123,10 +124,23 @@ def _add_synth(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="text to speak")
     src.add_argument("--text-file", help="read the text from a UTF-8 file")
-    p.add_argument("--ref-audio", required=True, help="reference voice (WAV/FLAC/OGG, any rate)")
+    p.add_argument(
+        "--ref-audio", required=True, help="reference voice (WAV/FLAC/OGG/MP3/M4A/MP4/WebM, any rate)"
+    )
     p.add_argument("--ref-text", required=True, help="transcript of the reference audio")
     p.add_argument("--out", required=True, help="output .wav or .flac")
     p.add_argument("--seed", type=int, default=None, help="noise seed (same seed -> same audio)")
+    p.add_argument(
+        "--lang",
+        default=None,
+        help="ISO 639-1 code of the text (as bn gu hi kn ml mr or pa ta te en): numbers are read in it "
+        "where the script is shared (hi/mr, bn/as); default: from the script",
+    )
+    p.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="leave numbers, amounts, dates and times as written (default: written out as words)",
+    )
     p.add_argument("--subtype", choices=("PCM_16", "FLOAT"), default="PCM_16", help="output sample format")
     p.add_argument(
         "--remove-silence",
@@ -140,15 +154,18 @@ def _add_synth(sub) -> None:
 def _run_synth(args: argparse.Namespace) -> int:
     from indicf5_fast.engine import TTS
     from indicf5_fast.frontend.audio import write_audio
+    from indicf5_fast.frontend.normalize import check_language
 
     text = args.text if args.text is not None else _read_text_file(args.text_file)
     out = _output_path(args.out)  # fail before the (slow) model load
+    check_language(args.lang)
     cfg = config_from_args(args, remove_silence=args.remove_silence)
     t0 = time.perf_counter()
     tts = TTS.load(cfg.model, **{k: v for k, v in cfg.__dict__.items() if k != "model"})
     t_load = time.perf_counter() - t0
-    voice = tts.prepare_voice(args.ref_audio, args.ref_text)
-    req = tts.make_request(text, voice=voice, seed=args.seed, **cfg.sampling.__dict__)
+    text_opts = {"language": args.lang, "normalize": not args.no_normalize}
+    voice = tts.prepare_voice(args.ref_audio, args.ref_text, **text_opts)
+    req = tts.make_request(text, voice=voice, seed=args.seed, **text_opts, **cfg.sampling.__dict__)
     chunks = tts.plan(req, 0)
     bar = None
     if len(chunks) > 1 and not args.no_progress:
@@ -161,6 +178,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         voice=voice,
         seed=args.seed,
         progress=(lambda i, n: bar.update(1)) if bar else None,
+        **text_opts,
         **{k: v for k, v in cfg.sampling.__dict__.items()},
     )
     t_synth = time.perf_counter() - t1

@@ -69,6 +69,8 @@ class EngineConfig:
     # front end
     max_ref_seconds: float = 15.0  # IndicF5 clips references at silences to <= 15 s
     remove_silence: bool = False  # IndicF5 post-processing: long-silence removal + -20 dBFS
+    normalize: bool = True  # numbers, amounts, dates, times -> words before tokenizing (requests)
+    language: str | None = None  # ISO 639-1 of the texts (hi/mr, bn/as ...); None = from the script
     voice_cache_size: int = 64
     # ONNX / OpenVINO backends
     onnx_dir: str | None = None

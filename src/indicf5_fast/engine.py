@@ -24,6 +24,7 @@ from indicf5_fast.backends.base import Backend
 from indicf5_fast.config import EngineConfig, SamplingOptions
 from indicf5_fast.errors import AudioError, InputError
 from indicf5_fast.frontend import audio as audio_io
+from indicf5_fast.frontend.normalize import normalize_text
 from indicf5_fast.frontend.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
 from indicf5_fast.model.mel import MelSpectrogram
 
@@ -131,10 +132,20 @@ class TTS:
         w = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)
         return self._mel(w)[0].transpose(0, 1).contiguous().numpy()
 
-    def prepare_voice(self, ref_audio, ref_text: str, sample_rate: int | None = None) -> Voice:
-        """Reference audio (path, bytes, array, (array, sr)) + its text -> cached Voice."""
+    def prepare_voice(
+        self,
+        ref_audio,
+        ref_text: str,
+        sample_rate: int | None = None,
+        *,
+        language: str | None = None,
+        normalize: bool | None = None,
+    ) -> Voice:
+        """Reference audio (path, bytes, array, (array, sr)) + its text -> cached Voice (the text
+        normalised like the generated text: its audio says "पाँच", not "5")."""
         if not isinstance(ref_text, str) or not ref_text.strip():
             raise InputError("ref_text is empty: give the transcript of the reference audio", "ref_text")
+        ref_text = self._normalize(ref_text, language, normalize)
         wave, sr = _read_audio_input(ref_audio, sample_rate)
         key = _voice_key(wave, sr, ref_text, self.config.max_ref_seconds)
         with self._voice_lock:
@@ -179,14 +190,18 @@ class TTS:
         voice: Voice | None = None,
         cfg_skip_last: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
     ) -> np.ndarray:
-        """Text + reference -> float32 wave [n] at 24 kHz."""
+        """Text + reference -> float32 wave [n] at 24 kHz (language / normalize: make_request)."""
         req = self.make_request(
             text,
             ref_audio,
             ref_text,
             voice=voice,
             seed=seed,
+            language=language,
+            normalize=normalize,
             nfe_step=nfe_step,
             cfg_strength=cfg_strength,
             sway_sampling_coef=sway_sampling_coef,
@@ -236,12 +251,19 @@ class TTS:
         seed: int | None = None,
         preset: str | None = None,
         sample_rate: int | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
         **options,
     ) -> SynthesisRequest:
+        """Validate one request. ``normalize`` (default ``config.normalize``, on): numbers, amounts,
+        dates and times become words (``normalize_text``) before the vocabulary check;
+        ``language`` (ISO 639-1, default ``config.language``) picks e.g. Marathi over Hindi."""
         if voice is None:
             if ref_audio is None:
                 raise InputError("give a reference voice: ref_audio + ref_text", "ref_audio")
-            voice = self.prepare_voice(ref_audio, ref_text or "", sample_rate)
+            voice = self.prepare_voice(
+                ref_audio, ref_text or "", sample_rate, language=language, normalize=normalize
+            )
         base = SamplingOptions.preset(preset) if preset else self.config.sampling
         opts = SamplingOptions(**{**base.__dict__, **{k: v for k, v in options.items() if v is not None}})
         if "sway_sampling_coef" in options and options["sway_sampling_coef"] is None:
@@ -249,10 +271,17 @@ class TTS:
         opts.validate()
         if not isinstance(text, str):
             raise InputError("text must be a string", "text")
+        text = self._normalize(text, language, normalize)
         self.tokenizer.check(text, "text")
         if seed is not None and (not isinstance(seed, int) or seed < 0 or seed >= 2**63):
             raise InputError("seed must be a non-negative integer", "seed")
         return SynthesisRequest(text=text, voice=voice, options=opts, seed=seed)
+
+    def _normalize(self, text: str, language: str | None, normalize: bool | None) -> str:
+        """The request path's text normalisation (``sample_mel`` stays raw, as upstream)."""
+        if not (self.config.normalize if normalize is None else normalize):
+            return text
+        return normalize_text(text, self.config.language if language is None else language)
 
     def plan(self, req: SynthesisRequest, request_index: int) -> list[_Chunk]:
         """Chunk the text (IndicF5's byte budget) and size each chunk's output."""

@@ -25,6 +25,7 @@ from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.client import TritonTTSClient, split_url
 from indicf5_fast.errors import AudioError, BackendUnavailableError, InputError
 from indicf5_fast.frontend import audio as audio_io
+from indicf5_fast.frontend.normalize import normalize_text
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class RemoteRequest:
             "sway_sampling_coef": o.sway_sampling_coef,
             "schedule": o.schedule,
             "cfg_skip_last": o.cfg_skip_last,
+            "normalize": False,  # text and ref_text were normalised here (or deliberately not)
         }
 
 
@@ -90,10 +92,20 @@ class RemoteTTS:
         return engine
 
     # ------------------------------------------------------------------ engine protocol
-    def prepare_voice(self, ref_audio: Any, ref_text: str, sample_rate: int | None = None) -> RemoteVoice:
-        """Decode the reference here (bad files fail at upload, not at synthesis)."""
+    def prepare_voice(
+        self,
+        ref_audio: Any,
+        ref_text: str,
+        sample_rate: int | None = None,
+        *,
+        language: str | None = None,
+        normalize: bool | None = None,
+    ) -> RemoteVoice:
+        """Decode the reference here (bad files fail at upload, not at synthesis); its text is
+        normalised here like the engine does (Triton's own pass is then the identity)."""
         if not isinstance(ref_text, str) or not ref_text.strip():
             raise InputError("ref_text is empty: give the transcript of the reference audio", "ref_text")
+        ref_text = self._normalize(ref_text, language, normalize)
         if isinstance(ref_audio, tuple) and len(ref_audio) == 2:
             ref_audio, sample_rate = ref_audio
         if isinstance(ref_audio, np.ndarray):
@@ -119,14 +131,18 @@ class RemoteTTS:
         seed: int | None = None,
         preset: str | None = None,
         sample_rate: int | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
         **options: Any,
     ) -> RemoteRequest:
-        """Same validation as the engine's, except the vocabulary check (the model is remote:
-        text it cannot speak comes back as an InputError from Triton)."""
+        """Same validation and text normalisation as the engine's, except the vocabulary check
+        (the model is remote: text it cannot speak comes back as an InputError from Triton)."""
         if voice is None:
             if ref_audio is None:
                 raise InputError("give a reference voice: ref_audio + ref_text", "ref_audio")
-            voice = self.prepare_voice(ref_audio, ref_text or "", sample_rate)
+            voice = self.prepare_voice(
+                ref_audio, ref_text or "", sample_rate, language=language, normalize=normalize
+            )
         base = SamplingOptions.preset(preset) if preset else self.config.sampling
         merged = {**base.__dict__, **{k: v for k, v in options.items() if v is not None}}
         unknown = set(merged) - set(SamplingOptions().__dict__)
@@ -138,6 +154,7 @@ class RemoteTTS:
         opts.validate()
         if not isinstance(text, str) or not text.strip():
             raise InputError("text is empty", "text")
+        text = self._normalize(text, language, normalize)
         if seed is not None and (not isinstance(seed, int) or not 0 <= seed < 2**63):
             raise InputError("seed must be a non-negative integer", "seed")
         return RemoteRequest(text=text, voice=voice, options=opts, seed=seed)
@@ -162,6 +179,11 @@ class RemoteTTS:
         return {"backend": "remote", "device": f"triton {self.protocol}://{self.url}", "dtype": "remote"}
 
     # ------------------------------------------------------------------ internals
+    def _normalize(self, text: str, language: str | None, normalize: bool | None) -> str:
+        if not (self.config.normalize if normalize is None else normalize):
+            return text
+        return normalize_text(text, self.config.language if language is None else language)
+
     def _client(self) -> TritonTTSClient:
         client = getattr(self._local, "client", None)
         if client is None:
