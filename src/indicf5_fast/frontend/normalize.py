@@ -196,7 +196,7 @@ class _Normalizer:
             before = prefix
         if _is_letter(before) and kind != "cur":
             return m.group()  # glued to a word: "A4", "x-5"
-        if kind in ("num", "clu", "phone", "date", "iso", "time") and _is_letter(after):
+        if m.group()[-1].isdecimal() and _is_letter(after):
             return m.group()  # "4G", "1st", "2रा": codes and ordinals stay as written
         lang = self._language(start, end, m.group())
         speller = self._speller(lang)
