@@ -8,7 +8,7 @@ IndicF5 reads characters and never learned digits well, so "₹2,500", "15/08/19
 - percentages, currencies (₹ Rs. INR $ USD € £, "₹5 crore"), units (km cm mm m kg g mg l ml km/h
   °C °F °) with CLDR's names and plural forms;
 - dates dd/mm/yyyy, dd-mm-yyyy, dd.mm.yyyy, yyyy-mm-dd (CLDR's long date: month name, the locale's
-  order) and times hh:mm[:ss] (CLDR's hour / minute / second names);
+  order) and times hh:mm[:ss], read as a clock is read ("10:30 बजे" -> "दस तीस बजे");
 - phone-like digit strings (a leading "+", a leading zero, 10 or more digits without grouping, or
   "98765 43210") read digit by digit.
 

@@ -1,12 +1,12 @@
 """Words for numbers, units, currencies, dates and times in IndicF5's 11 languages and English.
 
-Every word comes from a kept library, none from a table of ours, except the two words CLDR keeps
-only in its number-spelling rules (see ``_MINUS_POINT``):
+Every word comes from a kept library; our only table is ``_MINUS_POINT`` (the spoken minus sign
+and decimal point), copied from CLDR's number-spelling rules, which babel does not ship:
 - cardinal numbers: ``indic-numtowords`` (AI4Bharat; Indian lakh/crore grouping). It takes ASCII
   integers and reads more than 9 digits one by one, so amounts of 100 crore and more are composed
   here as ``<crores> crore <rest>``, with the crore word and its linking form taken from the
   library's own reading of ``2,00,00,000 + rest``;
-- currency names, unit names (percent, km, kg, °C, hours, minutes ...), month names and the order
+- currency names, unit names (percent, km, kg, °C ...), month names and the order
   of day, month and year: CLDR through ``babel`` (with the locale's plural rules).
 
 ``Speller(lang)`` holds one language's locale; it keeps no state between calls.
