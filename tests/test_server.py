@@ -238,3 +238,57 @@ def test_openapi_describes_the_api(client):
         "preset",
     } <= set(props)
     assert "securitySchemes" in spec["components"]
+
+
+def test_speech_reads_numbers_as_words_and_reports_the_normalized_length(client, tiny_tts, demo):
+    from indicf5_fast import normalize_text
+
+    text = "आज ₹2,500 और 15/08/1947"
+    spoken = normalize_text(text)
+    r = _speech(client, text)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-normalized-text-length"] == str(len(spoken))
+    want = expected_int16(tiny_tts.synthesize(spoken, voice=demo, seed=3, nfe_step=8, normalize=False))
+    assert_audio_close(int16_of(r.content, "wav"), want, lsb=0)
+    raw = _speech(client, text, normalize=False)
+    assert raw.status_code == 200 and raw.headers["x-normalized-text-length"] == str(len(text))
+    marathi = _speech(client, "आज 5 लोग", language="mr")
+    assert marathi.headers["x-normalized-text-length"] == str(len(normalize_text("आज 5 लोग", "mr")))
+    bad = _speech(client, text, language="xx")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "language"
+    body = {"input": text, "voice": "demo", "seed": 3, "nfe_step": 4, "stream": True}
+    with client.stream("POST", "/v1/audio/speech", json=body) as s:
+        assert s.status_code == 200 and s.headers["x-normalized-text-length"] == str(len(spoken))
+        s.read()
+
+
+def test_references_from_phones_and_browsers(live, client, demo_voice):
+    pytest.importorskip("av")
+    import soundfile as sf
+
+    from indicf5_fast import normalize_text
+    from test_audio_av import encode, tone
+
+    wav, text = demo_voice
+    x, sr = sf.read(wav, dtype="float32")
+    m4a = encode(x[None], sr, "ipod", "aac")
+    form = {"text": "आज 5 लोग", "ref_text": text, "seed": "3", "nfe_step": "4", "language": "mr"}
+    r = client.post("/v1/tts", data=form, files={"ref_audio": ("ref.m4a", m4a, "audio/mp4")})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-normalized-text-length"] == str(len(normalize_text("आज 5 लोग", "mr")))
+    webm = encode(x[None], sr, "webm", "libopus", rate=48000)
+    r = client.post(
+        "/v1/voices",
+        data={"name": "browser-voice", "ref_text": text},
+        files={"ref_audio": ("r.webm", webm, "audio/webm")},
+    )
+    assert r.status_code == 201, r.text
+    assert (live.app.state.settings.voices_dir() / "browser-voice" / "reference.webm").is_file()
+    assert _speech(client, voice="browser-voice").status_code == 200
+    assert client.delete("/v1/voices/browser-voice").status_code == 200
+    for data, code in (
+        (m4a[: len(m4a) // 2], "invalid_audio"),
+        (encode(tone(40.0, 16000), 16000, "webm", "libopus", rate=48000, b="8000"), "audio_too_long"),
+    ):
+        r = client.post("/v1/tts", data=form, files={"ref_audio": ("ref.m4a", data, "audio/mp4")})
+        assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["IndicF5", "load", "__version__"]
+__all__ = ["IndicF5", "load", "normalize_text", "__version__"]
 
 if TYPE_CHECKING:
     from indicf5_fast.compat import IndicF5
@@ -33,3 +33,14 @@ def __getattr__(name: str):
 
         return IndicF5
     raise AttributeError(f"module 'indicf5_fast' has no attribute {name!r}")
+
+
+def normalize_text(text: str, lang: str | None = None) -> str:
+    """Numbers, amounts, percentages, units, dates and times written out as words in the language
+    around them ("₹2,500" -> "दो हज़ार पाँच सौ भारतीय रुपए"); ``lang`` is an ISO 639-1 code (as bn
+    gu hi kn ml mr or pa ta te en) or None to infer it from the script. Text without a digit is
+    returned unchanged; the function is idempotent. See ``indicf5_fast.frontend.normalize``.
+    """
+    from indicf5_fast.frontend.normalize import normalize_text as _normalize_text
+
+    return _normalize_text(text, lang)

@@ -21,6 +21,7 @@ from indicf5_fast.errors import IndicF5Error, missing_extra
 # Subcommands living in their own layers; each module has add_parser(subparsers) and is
 # import-light (heavy imports happen inside its run function).
 EXTRA_COMMANDS = (
+    "indicf5_fast.frontend.cli",
     "indicf5_fast.bench.cli",
     "indicf5_fast.bench.stress.cli",
     "indicf5_fast.server.cli",
@@ -36,7 +37,9 @@ def _add_synth(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="text to speak")
     src.add_argument("--text-file", help="read the text from a UTF-8 file")
-    p.add_argument("--ref-audio", required=True, help="reference voice (WAV/FLAC/OGG, any rate)")
+    p.add_argument(
+        "--ref-audio", required=True, help="reference voice (WAV/FLAC/OGG/MP3/M4A/MP4/WebM, any rate)"
+    )
     p.add_argument("--ref-text", required=True, help="transcript of the reference audio")
     p.add_argument("--out", required=True, help="output .wav or .flac")
     p.add_argument("--seed", type=int, default=None, help="noise seed (same seed -> same audio)")

@@ -7,7 +7,8 @@ become dashes) and the environment variable (``INDICF5_NFE_STEP``, read by the c
 only, for containers). On the command line a flag beats the environment, which beats the
 command's own default, which beats the default below. ``--preset`` / ``INDICF5_PRESET`` sets the
 sampling base that explicit sampling fields then override. Documented aliases (``ALIASES``):
-``--nfe`` = ``--nfe-step``, ``--cfg`` = ``--cfg-strength``, ``--sway`` = ``--sway-sampling-coef``.
+``--nfe`` = ``--nfe-step``, ``--cfg`` = ``--cfg-strength``, ``--sway`` = ``--sway-sampling-coef``,
+``--lang`` = ``--language``.
 
 EngineConfig (how the engine runs):
   model              IndicF5-layout dir, upstream checkpoint file, or hub id
@@ -25,6 +26,8 @@ EngineConfig (how the engine runs):
   max_ref_seconds    clip references at silences to at most this long (IndicF5: 15 s)
   remove_silence     IndicF5 post-processing of the output: long silences removed, -20 dBFS
   voice_cache_size   prepared reference voices kept in memory
+  normalize          numbers, amounts, dates, times -> words before tokenizing (requests only)
+  language           ISO 639-1 code of the texts (hi/mr, bn/as ...); None = inferred from the script
   max_batch_size     requests sampled together (server, Triton, synthesize_batch)
   batch_wait_ms      how long the server waits to fill a batch
   triton_url         backend remote: the Triton server (grpc://host:8001 or http://host:8000)
@@ -81,6 +84,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "nfe_step": ("--nfe",),
     "cfg_strength": ("--cfg",),
     "sway_sampling_coef": ("--sway",),
+    "language": ("--lang",),
 }
 
 
@@ -209,6 +213,15 @@ class EngineConfig:
         default=64, metadata=_opt("pad frame counts to a multiple when compiled (graph reuse)", "runtime")
     )
     threads: int | None = field(default=None, metadata=_opt("CPU threads (default: all cores)", "runtime"))
+    # text front end (requests; sample_mel stays raw)
+    normalize: bool = field(
+        default=True,
+        metadata=_opt("numbers, amounts, dates, times -> words before tokenizing (normalize_text)", "frontend"),
+    )
+    language: str | None = field(
+        default=None,
+        metadata=_opt("ISO 639-1 code of the texts (tells hi from mr, bn from as); default: from the script", "frontend"),
+    )
     # ONNX / OpenVINO backends
     onnx_dir: str | None = field(
         default=None, metadata=_opt("exported ONNX graphs (backend onnx/openvino)", "runtime")
@@ -249,6 +262,10 @@ class EngineConfig:
             raise InputError(f"dtype must be one of {DTYPES}, got {self.dtype!r}", "dtype")
         if self.flavour not in (None, *FLAVOURS):
             raise InputError(f"flavour must be v0 or v1, got {self.flavour!r}", "flavour")
+        if self.language is not None:  # a bad code fails here, before the (slow) model load
+            from indicf5_fast.frontend.normalize import check_language
+
+            self.language = check_language(self.language)
         if self.triton_protocol not in TRITON_PROTOCOLS:
             raise InputError(
                 f"triton_protocol must be one of {TRITON_PROTOCOLS}, got {self.triton_protocol!r}",

@@ -35,6 +35,7 @@ from indicf5_fast.config import (
 )
 from indicf5_fast.errors import AudioError, InputError
 from indicf5_fast.frontend import audio as audio_io
+from indicf5_fast.frontend.normalize import normalize_text
 from indicf5_fast.frontend.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
 from indicf5_fast.model.mel import MelSpectrogram
 
@@ -144,10 +145,20 @@ class TTS:
         w = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)
         return self._mel(w)[0].transpose(0, 1).contiguous().numpy()
 
-    def prepare_voice(self, ref_audio, ref_text: str, sample_rate: int | None = None) -> Voice:
-        """Reference audio (path, bytes, array, (array, sr)) + its text -> cached Voice."""
+    def prepare_voice(
+        self,
+        ref_audio,
+        ref_text: str,
+        sample_rate: int | None = None,
+        *,
+        language: str | None = None,
+        normalize: bool | None = None,
+    ) -> Voice:
+        """Reference audio (path, bytes, array, (array, sr)) + its text -> cached Voice (the text
+        normalised like the generated text: its audio says "पाँच", not "5")."""
         if not isinstance(ref_text, str) or not ref_text.strip():
             raise InputError("ref_text is empty: give the transcript of the reference audio", "ref_text")
+        ref_text = self._normalize(ref_text, language, normalize)
         wave, sr = audio_io.read_reference(ref_audio, sample_rate)
         key = _voice_key(wave, sr, ref_text, self.config.max_ref_seconds)
         with self._voice_lock:
@@ -192,14 +203,19 @@ class TTS:
         voice: Voice | None = None,
         cfg_skip_last: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
     ) -> np.ndarray:
-        """Text + reference -> float32 wave [n] at 24 kHz (sampling defaults: ``config.sampling``)."""
+        """Text + reference -> float32 wave [n] at 24 kHz (sampling defaults: ``config.sampling``;
+        language / normalize: ``make_request``)."""
         req = self.make_request(
             text,
             ref_audio,
             ref_text,
             voice=voice,
             seed=seed,
+            language=language,
+            normalize=normalize,
             nfe_step=nfe_step,
             cfg_strength=cfg_strength,
             sway_sampling_coef=sway_sampling_coef,
@@ -249,20 +265,34 @@ class TTS:
         seed: int | None = None,
         preset: str | None = None,
         sample_rate: int | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
         **options: Any,
     ) -> SynthesisRequest:
         """Validate one request. Sampling ``options`` left out or None take the preset's values
-        (``preset``) or else the engine's ``config.sampling``."""
+        (``preset``) or else the engine's ``config.sampling``. ``normalize`` (default
+        ``config.normalize``, on): numbers, amounts, dates and times become words (``normalize_text``)
+        before the vocabulary check; ``language`` (ISO 639-1, default ``config.language``) picks e.g.
+        Marathi over Hindi."""
         if voice is None:
             if ref_audio is None:
                 raise InputError("give a reference voice: ref_audio + ref_text", "ref_audio")
-            voice = self.prepare_voice(ref_audio, ref_text or "", sample_rate)
+            voice = self.prepare_voice(
+                ref_audio, ref_text or "", sample_rate, language=language, normalize=normalize
+            )
         opts = request_options(self.config.sampling, preset, options)
         if not isinstance(text, str):
             raise InputError("text must be a string", "text")
+        text = self._normalize(text, language, normalize)
         self.tokenizer.check(text, "text")
         check_seed(seed)
         return SynthesisRequest(text=text, voice=voice, options=opts, seed=seed)
+
+    def _normalize(self, text: str, language: str | None, normalize: bool | None) -> str:
+        """The request path's text normalisation (``sample_mel`` stays raw, as upstream)."""
+        if not (self.config.normalize if normalize is None else normalize):
+            return text
+        return normalize_text(text, self.config.language if language is None else language)
 
     def plan(self, req: SynthesisRequest, request_index: int) -> list[_Chunk]:
         """Chunk the text (IndicF5's byte budget) and size each chunk's output."""

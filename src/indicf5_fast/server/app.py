@@ -24,9 +24,12 @@ from indicf5_fast.server.errors import ApiError, install_handlers
 from indicf5_fast.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from indicf5_fast.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from indicf5_fast.server.protocol import (
+    LANGUAGE_HELP,
+    NORMALIZE_HELP,
     VOICE_NAME_PATTERN,
     DeletedVoice,
     Health,
+    Language,
     Preset,
     Readiness,
     ResponseFormat,
@@ -43,9 +46,11 @@ from indicf5_fast.server.settings import ServerSettings
 from indicf5_fast.server.voices import check_name
 
 log = logging.getLogger("indicf5_fast.server")
+REF_AUDIO_HELP = "Reference speech: WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM/Opus."
 
 DESCRIPTION = """IndicF5 text-to-speech. `POST /v1/audio/speech` follows OpenAI's speech API (plus
-`stream`, `nfe_step`, `seed`, `preset`); `POST /v1/tts` takes a one-off reference voice; voices are
+`stream`, `nfe_step`, `seed`, `preset`, `language`, `normalize`); `POST /v1/tts` takes a one-off
+reference voice; voices are
 managed under `/v1/voices`. All errors are `{"error": {"message", "type", "param", "code"}}`."""
 
 
@@ -157,7 +162,14 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         service.check_text(body.input, "input")
         voice = await service.voice(body.voice)
         req = service.make_request(
-            body.input, voice, seed=body.seed, preset=body.preset, nfe_step=body.nfe_step, speed=body.speed
+            body.input,
+            voice,
+            seed=body.seed,
+            preset=body.preset,
+            nfe_step=body.nfe_step,
+            speed=body.speed,
+            language=body.language,
+            normalize=body.normalize,
         )
         return await service.respond(req, body.response_format, body.stream, "/v1/audio/speech", t0)
 
@@ -170,7 +182,7 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         responses=audio_responses(400, *denied, 413, 422, 500, 503, 504),
     )
     async def tts(
-        ref_audio: Annotated[UploadFile, File(description="Reference speech: WAV, FLAC or OGG.")],
+        ref_audio: Annotated[UploadFile, File(description=REF_AUDIO_HELP)],
         ref_text: Annotated[str, Form(description="Transcript of the reference audio.")],
         text: Annotated[str, Form(description="Text to speak.")],
         response_format: Annotated[ResponseFormat, Form()] = "wav",
@@ -179,15 +191,25 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         nfe_step: Annotated[int | None, Form(**bounds("nfe_step"))] = None,
         seed: Annotated[int | None, Form(**bounds("seed"))] = None,
         preset: Annotated[Preset | None, Form()] = None,
+        language: Annotated[Language | None, Form(description=LANGUAGE_HELP)] = None,
+        normalize: Annotated[bool, Form(description=NORMALIZE_HELP + " Also the reference text.")] = True,
     ) -> Response:
         t0 = time.perf_counter()
         service.require_ready()
         service.check_text(text, "text")
         service.check_text(ref_text, "ref_text")
         data, _fmt, _secs, _sr = await service.read_upload(ref_audio)
-        voice = await service.prepare(data, ref_text)
+        voice = await service.prepare(data, ref_text, language=language, normalize=normalize)
         req = service.make_request(
-            text, voice, "text", seed=seed, preset=preset, nfe_step=nfe_step, speed=speed
+            text,
+            voice,
+            "text",
+            seed=seed,
+            preset=preset,
+            nfe_step=nfe_step,
+            speed=speed,
+            language=language,
+            normalize=normalize,
         )
         return await service.respond(req, response_format, stream, "/v1/tts", t0)
 
@@ -209,7 +231,7 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
             ),
         ],
         ref_text: Annotated[str, Form(description="Transcript of the reference audio.")],
-        ref_audio: Annotated[UploadFile, File(description="Reference speech: WAV, FLAC or OGG.")],
+        ref_audio: Annotated[UploadFile, File(description=REF_AUDIO_HELP)],
         overwrite: Annotated[bool, Form()] = False,
     ) -> VoiceInfo:
         service.require_ready()

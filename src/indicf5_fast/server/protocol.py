@@ -16,6 +16,13 @@ from indicf5_fast.server.settings import VOICE_NAME_RE
 
 ResponseFormat = Literal["wav", "pcm", "flac"]
 Preset = Literal["quality", "fast"]
+# ISO 639-1 codes of IndicF5's languages + English (frontend/normalize.py reads numbers in them)
+Language = Literal["as", "bn", "gu", "hi", "kn", "ml", "mr", "or", "pa", "ta", "te", "en"]
+LANGUAGE_HELP = (
+    "ISO 639-1 code of the text (as bn gu hi kn ml mr or pa ta te en): the language numbers, "
+    "dates and amounts are read in where the script is shared (hi/mr, bn/as). Default: from the script."
+)
+NORMALIZE_HELP = "Write numbers, amounts, percentages, units, dates and times as words before synthesis."
 
 MEDIA_TYPES: dict[str, str] = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
 VOICE_NAME_PATTERN = VOICE_NAME_RE.pattern  # JSON Schema regex: "$" is the end of the string
@@ -63,6 +70,8 @@ class SpeechRequest(BaseModel):
     nfe_step: int | None = Field(None, **bounds("nfe_step"), description="Sampler steps (default: preset / server).")
     seed: int | None = Field(None, **bounds("seed"), description="Noise seed: same seed, same audio.")
     preset: Preset | None = Field(None, description="quality = 32 uniform steps; fast = EPSS 7 steps.")
+    language: Language | None = Field(None, description=LANGUAGE_HELP)
+    normalize: bool = Field(True, description=NORMALIZE_HELP)
     instructions: str | None = Field(None, description="Accepted for OpenAI compatibility; ignored.")
     stream_format: Literal["audio"] | None = Field(
         None, description="OpenAI compatibility: only 'audio' (raw audio bytes); 'sse' is not supported."
@@ -140,7 +149,8 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
 def audio_responses(*error_codes: int) -> dict[int | str, dict]:
     ok = {
         200: {
-            "description": "Audio (24 kHz mono 16-bit). Header X-Sample-Rate gives the rate.",
+            "description": "Audio (24 kHz mono 16-bit). Header X-Sample-Rate gives the rate, "
+            "X-Normalized-Text-Length the length (characters) of the text the model read.",
             "content": {
                 mt: {"schema": {"type": "string", "format": "binary"}} for mt in MEDIA_TYPES.values()
             },

@@ -26,7 +26,17 @@ from indicf5_fast.server.settings import VOICE_NAME_RE, VOICE_NAME_RULE
 log = logging.getLogger("indicf5_fast.server")
 
 META = "voice.json"
-AUDIO_EXTS = {"WAV": "wav", "WAVEX": "wav", "FLAC": "flac", "OGG": "ogg"}
+# reference formats accepted on upload (libsndfile's names; M4A / WEBM / AAC come through PyAV)
+AUDIO_EXTS = {
+    "WAV": "wav",
+    "WAVEX": "wav",
+    "FLAC": "flac",
+    "OGG": "ogg",
+    "MP3": "mp3",
+    "M4A": "m4a",
+    "WEBM": "webm",
+    "AAC": "aac",
+}
 
 
 @dataclass

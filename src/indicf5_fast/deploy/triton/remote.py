@@ -25,6 +25,7 @@ from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.client import TritonTTSClient, split_url
 from indicf5_fast.errors import BackendUnavailableError, InputError
 from indicf5_fast.frontend import audio as audio_io
+from indicf5_fast.frontend.normalize import normalize_text
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class RemoteRequest:
             "sway_sampling_coef": 0.0 if o.sway_sampling_coef is None else o.sway_sampling_coef,
             "schedule": o.schedule,
             "cfg_skip_last": o.cfg_skip_last,
+            "normalize": False,  # text and ref_text were normalised here (or deliberately not)
         }
 
 
@@ -97,11 +99,21 @@ class RemoteTTS:
         return engine
 
     # ------------------------------------------------------------------ engine protocol
-    def prepare_voice(self, ref_audio: Any, ref_text: str, sample_rate: int | None = None) -> RemoteVoice:
+    def prepare_voice(
+        self,
+        ref_audio: Any,
+        ref_text: str,
+        sample_rate: int | None = None,
+        *,
+        language: str | None = None,
+        normalize: bool | None = None,
+    ) -> RemoteVoice:
         """Decode the reference here, exactly as the engine does (bad files fail at upload, not at
-        synthesis); Triton's engine prepares the decoded mono wave."""
+        synthesis); its text is normalised here like the engine does (Triton's own pass is then the
+        identity). Triton's engine prepares the decoded mono wave."""
         if not isinstance(ref_text, str) or not ref_text.strip():
             raise InputError("ref_text is empty: give the transcript of the reference audio", "ref_text")
+        ref_text = self._normalize(ref_text, language, normalize)
         wave, sr = audio_io.read_reference(ref_audio, sample_rate)
         h = hashlib.sha256(np.ascontiguousarray(wave).tobytes())
         h.update(f"|{sr}|".encode() + ref_text.encode("utf-8"))
@@ -117,17 +129,22 @@ class RemoteTTS:
         seed: int | None = None,
         preset: str | None = None,
         sample_rate: int | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
         **options: Any,
     ) -> RemoteRequest:
-        """Same validation as the engine's, except the vocabulary check (the model is remote:
-        text it cannot speak comes back as an InputError from Triton)."""
+        """Same validation and text normalisation as the engine's, except the vocabulary check
+        (the model is remote: text it cannot speak comes back as an InputError from Triton)."""
         if voice is None:
             if ref_audio is None:
                 raise InputError("give a reference voice: ref_audio + ref_text", "ref_audio")
-            voice = self.prepare_voice(ref_audio, ref_text or "", sample_rate)
+            voice = self.prepare_voice(
+                ref_audio, ref_text or "", sample_rate, language=language, normalize=normalize
+            )
         opts = request_options(self.config.sampling, preset, options)
         if not isinstance(text, str) or not text.strip():
             raise InputError("text is empty", "text")
+        text = self._normalize(text, language, normalize)
         check_seed(seed)
         return RemoteRequest(text=text, voice=voice, options=opts, seed=seed)
 
@@ -182,6 +199,11 @@ class RemoteTTS:
         return {"backend": "remote", "device": f"triton {self.protocol}://{self.url}", "dtype": "remote"}
 
     # ------------------------------------------------------------------ internals
+    def _normalize(self, text: str, language: str | None, normalize: bool | None) -> str:
+        if not (self.config.normalize if normalize is None else normalize):
+            return text
+        return normalize_text(text, self.config.language if language is None else language)
+
     def _client(self) -> TritonTTSClient:
         client = getattr(self._local, "client", None)
         if client is None:

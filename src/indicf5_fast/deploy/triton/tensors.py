@@ -49,7 +49,7 @@ class TensorSpec:
         return "TYPE_STRING" if self.dtype is np.bytes_ else "TYPE_" + _V2_DTYPES[self.dtype]
 
 
-_V2_DTYPES = {np.bytes_: "BYTES", np.float32: "FP32", np.int32: "INT32", np.int64: "INT64"}
+_V2_DTYPES = {np.bytes_: "BYTES", np.float32: "FP32", np.int32: "INT32", np.int64: "INT64", np.bool_: "BOOL"}
 
 INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("text", np.bytes_, (1,)),
@@ -64,6 +64,10 @@ INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("sway_sampling_coef", np.float32, (1,), optional=True),  # NaN = no sway (as 0)
     TensorSpec("schedule", np.bytes_, (1,), optional=True),  # uniform | epss
     TensorSpec("cfg_skip_last", np.int32, (1,), optional=True),
+    TensorSpec(
+        "language", np.bytes_, (1,), optional=True
+    ),  # ISO 639-1 (hi, mr, bn, as ...); "" = from script
+    TensorSpec("normalize", np.bool_, (1,), optional=True),  # false: numbers, dates ... stay as written
 )
 OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("audio", np.float32, (-1,)),  # 24 kHz, zero-padded to the longest item of the request
@@ -95,6 +99,8 @@ def encode_request(
     ref_sample_rate: int | None = None,
     ref_text: str | None = None,
     seed: int | None = None,
+    language: str | None = None,
+    normalize: bool | None = None,
     **options: Any,
 ) -> dict[str, np.ndarray]:
     """One item -> the input arrays of a request with batch size 1 (None values are left out)."""
@@ -111,6 +117,10 @@ def encode_request(
     if seed is not None:
         check_seed(seed)
         out["seed"] = np.array([[seed]], dtype=np.int64)
+    if language is not None:
+        out["language"] = _bytes_item(language)
+    if normalize is not None:
+        out["normalize"] = np.array([[bool(normalize)]], dtype=np.bool_)
     specs = {s.name: s for s in INPUTS}
     for name, value in options.items():
         if name not in _OPTION_INPUTS:
@@ -182,6 +192,12 @@ def _parse_item(tts: TTS, data: Mapping[str, np.ndarray], i: int, voices: Mappin
         return None if data.get(name) is None else np.asarray(data[name])[i]
 
     text = _text(item("text")[0])
+    language = item("language")
+    text_options: dict[str, Any] = {}
+    if language is not None and _text(language[0]):
+        text_options["language"] = _text(language[0])
+    if item("normalize") is not None:
+        text_options["normalize"] = bool(item("normalize")[0])
     voice_name = item("voice")
     if voice_name is not None and _text(voice_name[0]):
         name = _text(voice_name[0])
@@ -197,6 +213,7 @@ def _parse_item(tts: TTS, data: Mapping[str, np.ndarray], i: int, voices: Mappin
         voice = tts.prepare_voice(
             (np.asarray(wave, dtype=np.float32), int(sr[0]) if sr is not None else SAMPLE_RATE),
             _text(ref_text[0]) if ref_text is not None else "",
+            **text_options,
         )
     options: dict[str, Any] = {}
     for name, cast in _OPTION_INPUTS.items():
@@ -209,7 +226,7 @@ def _parse_item(tts: TTS, data: Mapping[str, np.ndarray], i: int, voices: Mappin
         options[name] = v
     seed = item("seed")
     seed_value = int(seed[0]) if seed is not None and int(seed[0]) != NO_SEED else None
-    return tts.make_request(text, voice=voice, seed=seed_value, **options)
+    return tts.make_request(text, voice=voice, seed=seed_value, **options, **text_options)
 
 
 def pack_outputs(results: list[np.ndarray | InputError]) -> dict[str, np.ndarray]:
