@@ -163,6 +163,8 @@ class RemoteTTS:
         voice: RemoteVoice | None = None,
         cfg_skip_last: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
     ) -> np.ndarray:
         """As ``TTS.synthesize`` (same arguments, defaults from ``config.sampling``); the whole
         text is one Triton request, so ``progress`` is called once, at the end."""
@@ -178,6 +180,8 @@ class RemoteTTS:
             speed=speed,
             schedule=schedule,
             cfg_skip_last=cfg_skip_last,
+            language=language,
+            normalize=normalize,
         )
         wave = self.synthesize_batch([req])[0]
         if progress is not None:
