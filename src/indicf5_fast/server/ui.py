@@ -272,6 +272,7 @@ class Playground:
         ttfa = None
         try:
             self.service.require_ready()
+            self.service.check_text(text or "", "text")  # before the (slower) voice preparation
             prepared, label = await self._voice(voice, ref_audio, ref_text)
             used_seed = secrets.randbelow(2**31) if random_seed or seed is None else int(seed)
             if used_seed < 0:
@@ -336,17 +337,26 @@ class Playground:
                         label="Voice",
                         elem_id="indicf5-voice",
                     )
-                    with gr.Accordion("Your own reference voice", open=False):
+                    with gr.Accordion("Your own reference voice", open=False, elem_id="indicf5-reference"):
                         ref_audio = gr.Audio(
-                            sources=["upload", "microphone"], type="filepath", label="Reference audio"
+                            sources=["upload", "microphone"],
+                            type="filepath",
+                            label="Reference audio",
+                            elem_id="indicf5-ref-audio",
                         )
-                        ref_text = gr.Textbox(label="Reference text (what the reference says)", lines=2)
+                        ref_text = gr.Textbox(
+                            label="Reference text (what the reference says)",
+                            lines=2,
+                            elem_id="indicf5-ref-text",
+                        )
                         gr.Markdown(
                             "When a reference audio is given here it is used instead of the voice above."
                         )
                         with gr.Row():
-                            voice_name = gr.Textbox(label="Save as voice named", scale=3)
-                            save = gr.Button("Save voice", scale=1)
+                            voice_name = gr.Textbox(
+                                label="Save as voice named", scale=3, elem_id="indicf5-voice-name"
+                            )
+                            save = gr.Button("Save voice", scale=1, elem_id="indicf5-save")
                     text = gr.Textbox(
                         label="Text",
                         lines=4,
