@@ -180,3 +180,59 @@ def test_every_example_is_in_the_models_vocabulary(tiny_tts):
     for lang, text in EXAMPLES:
         unknown = [c for c in split_characters(text) if c != " " and c not in tiny_tts.tokenizer.index]
         assert not unknown, (lang, unknown)
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_generate_streams_chunks_then_the_whole_result(tiny_tts, tiny_ckpt, tmp_path, streaming):
+    """The page's Generate handler on the service alone (no HTTP): each chunk is yielded as a WAV
+    as soon as it is made (streaming), then the full result; without ffmpeg (streaming False) the
+    player gets the whole WAV at the end. Chunks, the download and the API's stream agree."""
+    import asyncio
+    import io
+
+    import soundfile as sf
+
+    from indicf5_fast.server.metrics import Metrics
+    from indicf5_fast.server.service import SpeechService
+    from indicf5_fast.server.settings import ServerSettings
+    from indicf5_fast.server.ui import Playground
+
+    long = " ".join(["यह एक लंबा वाक्य है, जो कुछ ज़्यादा समय लेगा।"] * 9)  # two chunks
+    engine = tiny_tts
+    settings = ServerSettings(prompts_dir=str(tiny_ckpt / "prompts"), warmup=False, ui=True)
+
+    async def run() -> list[tuple]:
+        service = SpeechService(engine, settings, Metrics())
+        await service.start()
+        await service.warmup()
+        page = Playground(service, settings, streaming=streaming)
+        page.cache_dir = str(tmp_path)
+        try:
+            return [out async for out in page.generate(long, "demo", None, None, "quality", 4, 2.0, 3, False)]
+        finally:
+            await service.stop()
+
+    outs = asyncio.run(run())
+    *partial, final = outs
+    assert len(partial) >= 2  # at least one yield per text chunk, before the end
+    assert all("Generating" in o[1] for o in partial) and "RTF" in final[1] and "seed 3" in final[1]
+    wav_path, flac_path = final[3]
+    full, sr = sf.read(wav_path, dtype="int16")
+    assert sr == 24_000 and np.array_equal(sf.read(flac_path, dtype="int16")[0], full)
+    assert final[2].shape[0] == 200 and final[2].shape[1] == len(full) // 256 + 1
+    if streaming:
+        chunks = [sf.read(io.BytesIO(o[0]), dtype="int16")[0] for o in partial]
+        assert np.array_equal(np.concatenate(chunks), full)
+        assert final[0] == {"__type__": "update"}  # gr.skip(): the player keeps the stream
+    else:
+        assert all(o[0] == {"__type__": "update"} for o in partial) and final[0] == wav_path
+        return
+    # the same samples as the engine's own stream for that request
+    voice = engine.prepare_voice(
+        str(tiny_ckpt / "prompts" / "demo.wav"), (tiny_ckpt / "prompts" / "demo.txt").read_text().strip()
+    )
+    req = engine.make_request(long, voice=voice, seed=3, preset="quality", nfe_step=4, speed=2.0)
+    from indicf5_fast.frontend.audio import to_int16
+
+    want = to_int16(np.concatenate(list(engine.synthesize_stream(req))))
+    assert np.array_equal(full, want)

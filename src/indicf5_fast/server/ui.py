@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,10 +126,11 @@ def spectrogram_image(pcm: np.ndarray, mel: Any, top_db: float = 80.0) -> np.nda
 class Playground:
     """Handlers of the page and of its ``/synthesize`` API; all work goes through ``service``."""
 
-    def __init__(self, service: SpeechService, settings: ServerSettings):
+    def __init__(self, service: SpeechService, settings: ServerSettings, streaming: bool = True):
         from indicf5_fast.model.mel import MelSpectrogram
 
         self.service, self.settings = service, settings
+        self.streaming = streaming  # False: the player gets the whole result at the end
         self.sample_rate = service.sample_rate
         self.mel = MelSpectrogram(sample_rate=self.sample_rate).eval()
         self.cache_dir: str | None = None  # Gradio's file cache, set by build()
@@ -290,7 +292,8 @@ class Playground:
                         ttfa = time.perf_counter() - t0
                     pieces.append(pcm)
                     status = f"Generating… first audio after **{ttfa:.2f} s** ({len(pieces)} chunk(s) so far)"
-                    yield wav_bytes(pcm, self.sample_rate), status, gr.skip(), gr.skip()
+                    chunk = wav_bytes(pcm, self.sample_rate) if self.streaming else gr.skip()
+                    yield chunk, status, gr.skip(), gr.skip()
             finally:
                 await body.aclose()
         except Exception as e:
@@ -307,7 +310,7 @@ class Playground:
             f"{seconds:.2f} s of audio in {total:.2f} s · voice {label} · {steps} · seed {used_seed}"
         )
         files, image = await asyncio.to_thread(self._result, pcm)  # encoding + STFT: off the loop
-        yield gr.skip(), stats, image, files
+        yield (gr.skip() if self.streaming else files[0]), stats, image, files
 
     def _result(self, pcm: np.ndarray) -> tuple[list[str], np.ndarray | None]:
         """The full audio as WAV and FLAC files, and its spectrogram."""
@@ -387,10 +390,10 @@ class Playground:
                         speed = gr.Slider(0.25, 4.0, value=self.default_speed(), step=0.05, label="Speed")
                     generate = gr.Button("Generate", variant="primary", elem_id="indicf5-generate")
                     live = gr.Audio(
-                        streaming=True,
+                        streaming=self.streaming,
                         autoplay=True,
                         interactive=False,
-                        label="Speech (streamed as it is generated)",
+                        label="Speech (streamed as it is generated)" if self.streaming else "Speech",
                         elem_id="indicf5-audio",
                     )
                     stats = gr.Markdown(elem_id="indicf5-stats")
@@ -450,7 +453,11 @@ def mount_ui(app: FastAPI, service: SpeechService, settings: ServerSettings, pat
         ) from None
     from fastapi.responses import RedirectResponse
 
-    demo = Playground(service, settings).build()
+    # Gradio encodes streamed audio with ffmpeg; without it the player gets the whole result
+    streaming = shutil.which("ffmpeg") is not None
+    if not streaming:
+        log.warning("ffmpeg not found: the playground plays audio when it is complete, not streamed")
+    demo = Playground(service, settings, streaming).build()
     key = settings.api_key
 
     def login(_user: str, password: str) -> bool:
