@@ -91,7 +91,7 @@ def test_random_seed_when_none(gradio):
         ({"voice": "nobody"}, "voice 'nobody' not found"),
         ({"voice": "../etc"}, "invalid voice name"),
         ({"preset": "turbo"}, "unknown preset 'turbo'"),
-        ({"nfe_step": 999}, "nfe_step must be an integer in 1..256"),
+        ({"nfe_step": 999}, "nfe_step must be an integer in [1, 256]"),
         ({"speed": 0.0}, None),  # 0 = the default speed: valid
         ({"text": "x" * 5000}, "text is 5000 characters; the limit is 4096"),
     ],
