@@ -9,6 +9,7 @@ from indicf5_fast.errors import InputError
 
 BACKENDS = ("torch", "onnx", "openvino", "remote")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+CHUNKING = ("auto", "upstream", "stream")
 
 # Sampling presets: "quality" = IndicF5's own defaults (same speech as upstream IndicF5);
 # "fast" = Empirically Pruned Step Sampling with 7 steps.
@@ -70,6 +71,10 @@ class EngineConfig:
     max_ref_seconds: float = 15.0  # IndicF5 clips references at silences to <= 15 s
     remove_silence: bool = False  # IndicF5 post-processing: long-silence removal + -20 dBFS
     voice_cache_size: int = 64
+    # chunk policy when a request sets none: "auto" = "stream" (short first chunk, growing
+    # chunks: time to first audio) for streams, "upstream" (IndicF5's split, same audio as
+    # upstream) otherwise; "upstream" / "stream" force one policy for both
+    chunking: str = "auto"
     # ONNX / OpenVINO backends
     onnx_dir: str | None = None
     providers: list[str] | None = None
@@ -86,6 +91,8 @@ class EngineConfig:
             raise InputError(f"dtype must be one of {DTYPES}, got {self.dtype!r}", "dtype")
         if self.flavour not in (None, "v0", "v1"):
             raise InputError(f"flavour must be v0 or v1, got {self.flavour!r}", "flavour")
+        if self.chunking not in CHUNKING:
+            raise InputError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}", "chunking")
         if self.frame_bucket < 1 or self.text_bucket < 1:
             raise InputError("bucket sizes must be >= 1", "frame_bucket")
         self.sampling.validate()

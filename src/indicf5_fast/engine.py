@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from indicf5_fast import sampling
+from indicf5_fast import engine_stream, sampling
 from indicf5_fast.backends.base import Backend
 from indicf5_fast.config import EngineConfig, SamplingOptions
+from indicf5_fast.engine_stream import StreamingCrossFade  # noqa: F401  (public name, moved)
 from indicf5_fast.errors import AudioError, InputError
 from indicf5_fast.frontend import audio as audio_io
-from indicf5_fast.frontend.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
+from indicf5_fast.frontend.text import Tokenizer, utf8_len
 from indicf5_fast.model.mel import MelSpectrogram
 
 SAMPLE_RATE = 24_000
@@ -60,6 +61,8 @@ class SynthesisRequest:
     voice: Voice
     options: SamplingOptions = field(default_factory=SamplingOptions)
     seed: int | None = None
+    chunking: str | None = None  # "upstream" | "stream"; None = EngineConfig.chunking
+    first_chunk_nfe: int | None = None  # progressive first chunk: its steps (None = off)
 
 
 @dataclass
@@ -213,18 +216,27 @@ class TTS:
             out.append(self._finish([waves[(i, k)] for k in range(n)], r.voice))
         return out
 
-    def synthesize_stream(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
-        """Yield audio as each text chunk is done; the concatenation equals ``synthesize``."""
-        chunks = self.plan(request, 0)
-        joiner = StreamingCrossFade(int(CROSS_FADE_SECONDS * SAMPLE_RATE))
-        for c in chunks:
-            wave = self._scale_back(self._run_chunks([c])[0], request.voice)
-            ready = joiner.push(wave)
-            if ready.size:
-                yield ready
-        tail = joiner.flush()
-        if tail.size:
-            yield tail
+    def synthesize_stream(self, request: SynthesisRequest, *, pipeline: bool = True) -> Iterator[np.ndarray]:
+        """Yield audio as each text chunk is done; the concatenation equals ``synthesize_batch``
+        of the request with the same chunking. Unset, streams chunk for latency (``stream``: a
+        short first chunk, see ``EngineConfig.chunking``). ``pipeline``: a worker thread samples
+        the next chunk while the caller handles this one."""
+        return engine_stream.stream_audio(self, self.open_stream(request), pipeline)
+
+    def open_stream(self, request: SynthesisRequest) -> engine_stream.StreamState:
+        """The chunk plan of a stream + its joiner, for callers that compute the chunks
+        themselves (the server's batcher batches the ready chunks of several streams)."""
+        return engine_stream.StreamState(self, request, int(CROSS_FADE_SECONDS * SAMPLE_RATE))
+
+    def run_chunks(self, chunks: Sequence[_Chunk]) -> list[np.ndarray]:
+        """Sample and vocode chunks (of any requests), batched by equal options; -> one wave per
+        chunk, in order, each equal to the chunk run alone."""
+        waves: dict[int, np.ndarray] = {}
+        index = {id(c): i for i, c in enumerate(chunks)}
+        for group in _batch_groups(list(chunks), self.config.max_batch_size):
+            for c, w in zip(group, self._run_chunks(group), strict=True):
+                waves[index[id(c)]] = w
+        return [waves[i] for i in range(len(chunks))]
 
     def make_request(
         self,
@@ -236,6 +248,8 @@ class TTS:
         seed: int | None = None,
         preset: str | None = None,
         sample_rate: int | None = None,
+        chunking: str | None = None,
+        first_chunk_nfe: int | None = None,
         **options,
     ) -> SynthesisRequest:
         if voice is None:
@@ -252,13 +266,19 @@ class TTS:
         self.tokenizer.check(text, "text")
         if seed is not None and (not isinstance(seed, int) or seed < 0 or seed >= 2**63):
             raise InputError("seed must be a non-negative integer", "seed")
-        return SynthesisRequest(text=text, voice=voice, options=opts, seed=seed)
+        engine_stream.check_stream_options(chunking, self.config.chunking, first_chunk_nfe)
+        req = SynthesisRequest(text=text, voice=voice, options=opts, seed=seed, chunking=chunking)
+        req.first_chunk_nfe = first_chunk_nfe
+        return req
 
-    def plan(self, req: SynthesisRequest, request_index: int) -> list[_Chunk]:
-        """Chunk the text (IndicF5's byte budget) and size each chunk's output."""
+    def plan(self, req: SynthesisRequest, request_index: int, streaming: bool = False) -> list[_Chunk]:
+        """Chunk the text and size each chunk's output. The policy is the request's ``chunking``,
+        else ``EngineConfig.chunking`` ("auto": ``stream`` when ``streaming``, else IndicF5's
+        split, ``upstream``); no chunk's duration exceeds the model's frame maximum."""
         v, speed = req.voice, req.options.speed
-        budget = max_chunk_bytes(v.text.rstrip() + " ", v.seconds)
-        pieces = chunk_text(req.text.strip(), budget) or [req.text.strip()]
+        policy = engine_stream.resolve_chunking(req.chunking, self.config.chunking, streaming)
+        pieces = engine_stream.plan_text(v, req.text, policy, speed, self.max_frames)
+        first = engine_stream.first_chunk_options(req.options, req.first_chunk_nfe)
         seed = secrets.randbelow(2**31) if req.seed is None else req.seed
         ref_bytes = utf8_len(v.text)
         out = []
@@ -267,8 +287,9 @@ class TTS:
             duration = v.frames + int(v.frames / ref_bytes * utf8_len(piece) / speed)
             # as CFM.sample: at least the reference (cond frames) / text plus one frame
             duration = max(max(len(tokens), v.mel.shape[0]) + 1, duration)
-            duration = min(duration, self.max_frames)
-            out.append(_Chunk(request_index, k, v, tokens, duration, seed + k, req.options))
+            duration = min(duration, self.max_frames)  # never binds: the budget keeps it within
+            opts = first if k == 0 else req.options
+            out.append(_Chunk(request_index, k, v, tokens, duration, seed + k, opts))
         return out
 
     # ------------------------------------------------------------------ mel-level API
@@ -394,35 +415,6 @@ class TTS:
         if self.config.remove_silence:  # IndicF5's int16 output chain, returned as float32
             joined = audio_io.postprocess_indicf5(joined, SAMPLE_RATE).astype(np.float32) / 32768.0
         return np.asarray(joined, dtype=np.float32)
-
-
-class StreamingCrossFade:
-    """Incremental version of the 0.15 s linear cross-fade join: holds back the last
-    ``fade`` samples (they may still be blended with the next chunk)."""
-
-    def __init__(self, fade: int):
-        self.fade = fade
-        self.held = np.zeros(0, dtype=np.float32)
-        self.started = False
-
-    def push(self, wave: np.ndarray) -> np.ndarray:
-        wave = np.asarray(wave, dtype=np.float32)
-        if not self.started:
-            self.started, joined = True, wave
-        else:
-            k = min(self.fade, self.held.shape[0], wave.shape[0])
-            if k > 0:
-                blend = self.held[-k:] * np.linspace(1, 0, k) + wave[:k] * np.linspace(0, 1, k)
-                joined = np.concatenate([self.held[:-k], blend.astype(np.float32), wave[k:]])
-            else:
-                joined = np.concatenate([self.held, wave])
-        cut = max(0, joined.shape[0] - self.fade)
-        self.held = joined[cut:]
-        return joined[:cut]
-
-    def flush(self) -> np.ndarray:
-        out, self.held = self.held, np.zeros(0, dtype=np.float32)
-        return out
 
 
 def _pad_stack(items: list[torch.Tensor], n: int) -> torch.Tensor:
