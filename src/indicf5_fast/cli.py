@@ -76,6 +76,13 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--cfg-skip-last", type=int, default=None, help="skip the uncond pass for the last k steps"
     )
+    g.add_argument(
+        "--chunking",
+        choices=("auto", "upstream", "stream"),
+        default=None,
+        help="text chunking: upstream = IndicF5's split (its exact audio); stream = short first chunk, "
+        "then growing ones (earlier audio); auto (default) = stream for streams, else upstream",
+    )
 
 
 def sampling_from_args(args: argparse.Namespace) -> SamplingOptions:
@@ -110,6 +117,7 @@ def config_from_args(args: argparse.Namespace, **extra) -> EngineConfig:
         onnx_dir=args.onnx_dir,
         providers=providers,
         sampling=sampling_from_args(args),
+        chunking=getattr(args, "chunking", None) or "auto",
         **extra,
     )
     return cfg.validate()

@@ -182,8 +182,9 @@ class TTS:
         voice: Voice | None = None,
         cfg_skip_last: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        chunking: str | None = None,
     ) -> np.ndarray:
-        """Text + reference -> float32 wave [n] at 24 kHz."""
+        """Text + reference -> float32 wave [n] at 24 kHz (``chunking``: see ``plan``)."""
         req = self.make_request(
             text,
             ref_audio,
@@ -196,6 +197,7 @@ class TTS:
             speed=speed,
             schedule=schedule,
             cfg_skip_last=cfg_skip_last,
+            chunking=chunking,
         )
         chunks = self.plan(req, 0)
         waves = [self._run_chunks([c])[0] for c in _with_progress(chunks, progress)]

@@ -25,6 +25,7 @@ from indicf5_fast.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from indicf5_fast.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from indicf5_fast.server.protocol import (
     ERROR_RESPONSES,
+    Chunking,
     DeletedVoice,
     Health,
     Preset,
@@ -42,7 +43,7 @@ from indicf5_fast.server.voices import check_name
 log = logging.getLogger("indicf5_fast.server")
 
 DESCRIPTION = """IndicF5 text-to-speech. `POST /v1/audio/speech` follows OpenAI's speech API (plus
-`stream`, `nfe_step`, `seed`, `preset`); `POST /v1/tts` takes a one-off reference voice; voices are
+`stream`, `nfe_step`, `seed`, `preset`, `chunking`, `first_chunk_nfe`); `POST /v1/tts` takes a one-off reference voice; voices are
 managed under `/v1/voices`. All errors are `{"error": {"message", "type", "param", "code"}}`."""
 
 
@@ -127,7 +128,13 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         service.check_text(body.input, "input")
         voice = await service.voice(body.voice)
         req = service.make_request(
-            body.input, voice, seed=body.seed, preset=body.preset, nfe_step=body.nfe_step, speed=body.speed
+            body.input,
+            voice,
+            seed=body.seed,
+            preset=body.preset,
+            nfe_step=body.nfe_step,
+            speed=body.speed,
+            **_set(chunking=body.chunking, first_chunk_nfe=body.first_chunk_nfe),
         )
         return await service.respond(req, body.response_format, body.stream, "/v1/audio/speech", t0)
 
@@ -148,6 +155,8 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         nfe_step: Annotated[int | None, Form(ge=1, le=256)] = None,
         seed: Annotated[int | None, Form(ge=0, lt=2**63)] = None,
         preset: Annotated[Preset | None, Form()] = None,
+        chunking: Annotated[Chunking | None, Form()] = None,
+        first_chunk_nfe: Annotated[int | None, Form(ge=1, le=256)] = None,
     ) -> Response:
         t0 = time.perf_counter()
         service.require_ready()
@@ -156,7 +165,14 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         data, _fmt, _secs, _sr = await service.read_upload(ref_audio)
         voice = await service.prepare(data, ref_text)
         req = service.make_request(
-            text, voice, "text", seed=seed, preset=preset, nfe_step=nfe_step, speed=speed
+            text,
+            voice,
+            "text",
+            seed=seed,
+            preset=preset,
+            nfe_step=nfe_step,
+            speed=speed,
+            **_set(chunking=chunking, first_chunk_nfe=first_chunk_nfe),
         )
         return await service.respond(req, response_format, stream, "/v1/tts", t0)
 
@@ -207,3 +223,8 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         return DeletedVoice(name=name)
 
     return app
+
+
+def _set(**options: object) -> dict[str, object]:
+    """Only the options the client set: an engine without them (a proxy, a double) still works."""
+    return {k: v for k, v in options.items() if v is not None}

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ResponseFormat = Literal["wav", "pcm", "flac"]
 Preset = Literal["quality", "fast"]
+Chunking = Literal["upstream", "stream"]
 
 MEDIA_TYPES: dict[str, str] = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
 
@@ -44,6 +45,19 @@ class SpeechRequest(BaseModel):
     nfe_step: int | None = Field(None, ge=1, le=256, description="Sampler steps (default: preset / server).")
     seed: int | None = Field(None, ge=0, lt=2**63, description="Noise seed: same seed, same audio.")
     preset: Preset | None = Field(None, description="quality = 32 uniform steps; fast = EPSS 7 steps.")
+    chunking: Chunking | None = Field(
+        None,
+        description="Text chunking. stream = a short first chunk (1-2 s of speech), then growing "
+        "chunks: audio starts sooner; upstream = IndicF5's split (upstream's exact audio). "
+        "Default: stream when streaming, else upstream. Same option, same audio, streamed or not.",
+    )
+    first_chunk_nfe: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Progressive first chunk: sample only the first chunk with this many (EPSS) steps, "
+        "e.g. 5, for an even earlier start at some fidelity cost. Default: off.",
+    )
     instructions: str | None = Field(None, description="Accepted for OpenAI compatibility; ignored.")
     stream_format: Literal["audio"] | None = Field(
         None, description="OpenAI compatibility: only 'audio' (raw audio bytes); 'sse' is not supported."

@@ -23,6 +23,7 @@ import numpy as np
 from indicf5_fast.config import EngineConfig, SamplingOptions
 from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.client import TritonTTSClient, split_url
+from indicf5_fast.engine_stream import check_stream_options
 from indicf5_fast.errors import AudioError, BackendUnavailableError, InputError
 from indicf5_fast.frontend import audio as audio_io
 
@@ -45,6 +46,8 @@ class RemoteRequest:
     voice: RemoteVoice
     options: SamplingOptions  # the server batches requests with equal options
     seed: int | None = None
+    chunking: str | None = None  # None: Triton's default (stream for the streaming model)
+    first_chunk_nfe: int | None = None
 
     def item(self) -> dict[str, Any]:
         """-> keyword arguments of ``tensors.encode_request``."""
@@ -61,6 +64,8 @@ class RemoteRequest:
             "sway_sampling_coef": o.sway_sampling_coef,
             "schedule": o.schedule,
             "cfg_skip_last": o.cfg_skip_last,
+            "chunking": self.chunking,
+            "first_chunk_nfe": self.first_chunk_nfe,
         }
 
 
@@ -119,6 +124,8 @@ class RemoteTTS:
         seed: int | None = None,
         preset: str | None = None,
         sample_rate: int | None = None,
+        chunking: str | None = None,
+        first_chunk_nfe: int | None = None,
         **options: Any,
     ) -> RemoteRequest:
         """Same validation as the engine's, except the vocabulary check (the model is remote:
@@ -140,7 +147,8 @@ class RemoteTTS:
             raise InputError("text is empty", "text")
         if seed is not None and (not isinstance(seed, int) or not 0 <= seed < 2**63):
             raise InputError("seed must be a non-negative integer", "seed")
-        return RemoteRequest(text=text, voice=voice, options=opts, seed=seed)
+        check_stream_options(chunking, "auto", first_chunk_nfe)
+        return RemoteRequest(text, voice, opts, seed, chunking, first_chunk_nfe)
 
     def synthesize(
         self, text: str, voice: RemoteVoice, seed: int | None = None, **options: Any

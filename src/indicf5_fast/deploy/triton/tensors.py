@@ -64,6 +64,8 @@ INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("sway_sampling_coef", np.float32, (1,), optional=True),  # NaN = no sway
     TensorSpec("schedule", np.bytes_, (1,), optional=True),  # uniform | epss
     TensorSpec("cfg_skip_last", np.int32, (1,), optional=True),
+    TensorSpec("chunking", np.bytes_, (1,), optional=True),  # upstream | stream (default: by model)
+    TensorSpec("first_chunk_nfe", np.int32, (1,), optional=True),  # progressive first chunk's steps
 )
 OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("audio", np.float32, (-1,)),  # 24 kHz, zero-padded to the longest item of the request
@@ -75,7 +77,8 @@ STREAM_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("error", np.bytes_, (1,)),  # empty = ok; else the only response of the stream
 )
 
-# optional input -> engine sampling option (the engine validates the values)
+# optional input -> engine request option (the engine validates the values). chunking unset:
+# the batched model uses IndicF5's split, the streaming model the latency-aware one.
 _OPTION_INPUTS = {
     "nfe_step": int,
     "speed": float,
@@ -83,6 +86,8 @@ _OPTION_INPUTS = {
     "sway_sampling_coef": float,
     "schedule": str,
     "cfg_skip_last": int,
+    "chunking": str,
+    "first_chunk_nfe": int,
 }
 
 
