@@ -152,6 +152,10 @@ def test_stream_first_chunk_aims_at_one_to_two_seconds():
 def test_stream_plan_short_texts_stay_whole():
     for text in ("नमस्ते।", "नमस्ते, आप कैसे हैं?", "धन्यवाद, फिर मिलेंगे।"):
         assert plan_chunks(text, "stream", BUDGET, BPS) == [text]
+    # one sentence of ~3.3 s without a mark inside 2 s: not cut mid-way (within the 4 s cap)
+    text = "मानसून के आते ही गाँव की तस्वीर बदल जाती है।"
+    assert 2 * BPS < utf8_len(text) <= 4 * BPS
+    assert plan_chunks(text, "stream", BUDGET, BPS) == [text]
     # a tail of one or two words is not worth a pass of its own
     text = "मानसून के आते ही गाँव की तस्वीर बदल जाती है। बहुत अच्छा।"
     assert plan_chunks(text, "stream", BUDGET, BPS) == [text]

@@ -129,6 +129,8 @@ def _first_cut(cuts: _Cuts, a: int, max_bytes: int, bps: float, shape: StreamSha
         return end
     enough = cuts.word_end_after(a, shape.first_min_words)  # end of the n-th word (or the text)
     marks = [p for p in cuts.between(a, cuts.last_end_within(a, cap), CLAUSE) if enough <= p < end]
+    if whole <= cap:
+        marks.append(end)  # the text's own end is the strongest mark of all
     near = [p for p in marks if cuts.size(a, p) <= hi]
     if near:
         in_range = [p for p in near if cuts.size(a, p) >= lo]
