@@ -207,3 +207,13 @@ def test_property_random_texts_keep_every_invariant():
         _check_plan(text.strip(), chunks, budget)
 
     check()
+
+
+def test_stream_plan_leaves_no_one_word_tail():
+    from indicf5_fast.bench.streaming import LONG
+
+    chunks = plan_chunks(LONG, "stream", BUDGET, BPS)
+    _check_plan(LONG, chunks, BUDGET)
+    assert len(chunks[-1].split()) >= StreamShape().first_min_words  # not "है।" alone
+    sizes = [utf8_len(c) for c in chunks]
+    assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:], strict=False))

@@ -269,9 +269,7 @@ class TTS:
         if seed is not None and (not isinstance(seed, int) or seed < 0 or seed >= 2**63):
             raise InputError("seed must be a non-negative integer", "seed")
         engine_stream.check_stream_options(chunking, self.config.chunking, first_chunk_nfe)
-        req = SynthesisRequest(text=text, voice=voice, options=opts, seed=seed, chunking=chunking)
-        req.first_chunk_nfe = first_chunk_nfe
-        return req
+        return SynthesisRequest(text, voice, opts, seed, chunking, first_chunk_nfe)
 
     def plan(self, req: SynthesisRequest, request_index: int, streaming: bool = False) -> list[_Chunk]:
         """Chunk the text and size each chunk's output. The policy is the request's ``chunking``,

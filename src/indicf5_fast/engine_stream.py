@@ -156,7 +156,7 @@ def stream_audio(tts: TTS, state: StreamState, pipeline: bool = True) -> Iterato
     """Yield the stream's audio as each chunk is done. With ``pipeline``, a worker thread
     samples the next chunks (up to ``MAX_AHEAD``) while the caller handles this one; closing the
     generator stops it after the chunk it is on (compute cannot be interrupted)."""
-    if not pipeline or len(state.chunks) == 1:
+    if not pipeline:
         for c in state.chunks:
             piece = state.push(tts.run_chunks([c])[0])
             if piece.size:

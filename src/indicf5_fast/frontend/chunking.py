@@ -110,7 +110,7 @@ def stream_chunks(text: str, max_bytes: int, bytes_per_second: float, shape: Str
     while a < len(text):
         prev = cuts.size(*spans[-1])
         soft = min(max_bytes, int(shape.growth * prev))
-        b = cuts.best_cut(a, soft, max_bytes, fill=shape.fill)
+        b = cuts.best_cut(a, soft, max_bytes, fill=shape.fill, tail_words=shape.first_min_words)
         spans.append((a, b))
         a = cuts.skip_space(b)
     return [text[a:b] for a, b in spans]
@@ -219,15 +219,21 @@ class _Cuts:
         ends = self.between(a, stop, WORD)
         return ends[-1] if ends else self.end
 
-    def best_cut(self, a: int, soft: int, hard: int, fill: float) -> int:
+    def best_cut(self, a: int, soft: int, hard: int, fill: float, tail_words: int = 0) -> int:
         """End of the chunk starting at ``a``: at most ``soft`` bytes, at the strongest cut in
         the last ``1 - fill`` of that window (``fill`` 0: sentence marks, then clause marks,
         then word ends, anywhere); a word longer than ``soft`` but within ``hard`` is kept
-        whole; a word longer than ``hard`` is cut at grapheme clusters."""
+        whole; a word longer than ``hard`` is cut at grapheme clusters. With ``tail_words``,
+        a cut leaving fewer words than that for the last chunk is avoided where possible (a
+        chunk of a word or two costs a whole pass over the reference)."""
         soft = max(MIN_CHUNK_BYTES, min(soft, hard))
         if self.size(a, self.end) <= soft:
             return self.end
         last = self.last_end_within(a, soft)
+        if 0 < tail_words <= len(self.word_starts):
+            keep = self.word_starts[-tail_words]  # a cut at or before it leaves >= tail_words
+            if self.between(a, min(last, keep), WORD):
+                last = min(last, keep)
         # marks in the window's second half, then marks past its first quarter, then word ends
         # in its second half, then anything: a mark is worth a somewhat shorter chunk (prosody
         # at the seam), but not a much shorter one (each chunk re-reads the reference)

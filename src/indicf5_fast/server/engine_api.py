@@ -17,7 +17,11 @@ Contract (both implementations must keep it):
   ``synthesize_batch`` result.
 - ``config``: the ``EngineConfig`` (the server reads ``max_batch_size`` and ``batch_wait_ms``).
 Optional: ``sample_rate`` (default 24000), ``backend.warmup(frame_lengths, batch_sizes)``,
-``backend.describe()`` or ``describe()``, ``plan(request, i)`` (chunk durations for warm-up).
+``backend.describe()`` or ``describe()``, ``plan(request, i)`` (chunk durations for warm-up),
+``make_request(..., chunking=..., first_chunk_nfe=...)`` (passed only when the client set them).
+Optional chunk API (then the batcher batches the ready chunks of several streams):
+``open_stream(request)`` -> a state with ``chunks`` (items with ``options``), ``push(wave)`` -> the
+audio now final, ``finish()`` -> the held-back tail; ``run_chunks(chunks)`` -> one wave per chunk.
 """
 
 from __future__ import annotations
