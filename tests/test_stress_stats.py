@@ -304,3 +304,21 @@ def test_cli_unreachable_server_is_a_clear_error(capsys):
     ]
     assert main(argv) == 2
     assert "no ready server" in capsys.readouterr().err
+
+
+def test_chunking_option_travels_in_every_request_body():
+    from indicf5_fast.bench.stress.cli import add_parser
+    from indicf5_fast.bench.stress.load import StressConfig, request_body
+    from indicf5_fast.bench.stress.texts import TextItem
+
+    item = TextItem("नमस्ते दुनिया।", "hi", "short")
+    cfg = StressConfig(texts=[item], chunking="stream", stream=True)
+    assert request_body(cfg, item)["chunking"] == "stream"
+    assert "chunking" not in request_body(StressConfig(texts=[item]), item)  # server default
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_parser(p.add_subparsers())
+    assert p.parse_args(["stress", "--chunking", "upstream"]).chunking == "upstream"
+    with pytest.raises(SystemExit):
+        p.parse_args(["stress", "--chunking", "fastest"])

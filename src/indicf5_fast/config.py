@@ -28,6 +28,7 @@ EngineConfig (how the engine runs):
   voice_cache_size   prepared reference voices kept in memory
   normalize          numbers, amounts, dates, times -> words before tokenizing (requests only)
   language           ISO 639-1 code of the texts (hi/mr, bn/as ...); None = inferred from the script
+  chunking           auto | stream | upstream: text chunk policy (auto = stream when streaming, else upstream)
   max_batch_size     requests sampled together (server, Triton, synthesize_batch)
   batch_wait_ms      how long the server waits to fill a batch
   triton_url         backend remote: the Triton server (grpc://host:8001 or http://host:8000)
@@ -71,6 +72,7 @@ SCHEDULES = ("uniform", "epss")
 ENV_PREFIX = "INDICF5_"
 # remote backend: our Triton models ("indicf5"), or upstream F5-TTS's TensorRT-LLM "f5_tts" model
 TRITON_PROTOCOLS = ("indicf5", "upstream")
+CHUNKING = ("auto", "upstream", "stream")
 
 # Sampling presets: "quality" = IndicF5's own defaults (same speech as upstream IndicF5);
 # "fast" = Empirically Pruned Step Sampling with 7 steps.
@@ -222,6 +224,18 @@ class EngineConfig:
         default=None,
         metadata=_opt("ISO 639-1 code of the texts (tells hi from mr, bn from as); default: from the script", "frontend"),
     )
+    # chunk policy when a request sets none: "auto" = "stream" (short first chunk, growing
+    # chunks: time to first audio) for streams, "upstream" (IndicF5's split, same audio as
+    # upstream) otherwise; "upstream" / "stream" force one policy for both
+    chunking: str = field(
+        default="auto",
+        metadata=_opt(
+            "text chunk policy: auto = stream for streaming, upstream otherwise; stream = short first "
+            "chunk then growing chunks (time to first audio); upstream = IndicF5's own split",
+            "frontend",
+            CHUNKING,
+        ),
+    )
     # ONNX / OpenVINO backends
     onnx_dir: str | None = field(
         default=None, metadata=_opt("exported ONNX graphs (backend onnx/openvino)", "runtime")
@@ -275,6 +289,8 @@ class EngineConfig:
             BOUNDS[name].check(name, getattr(self, name))
         if self.threads is not None:
             BOUNDS["threads"].check("threads", self.threads)
+        if self.chunking not in CHUNKING:
+            raise InputError(f"chunking must be one of {CHUNKING}, got {self.chunking!r}", "chunking")
         self.sampling.validate()
         return self
 

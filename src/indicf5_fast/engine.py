@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from indicf5_fast import sampling
+from indicf5_fast import engine_stream, sampling
 from indicf5_fast.backends.base import Backend
 from indicf5_fast.config import (
     CROSS_FADE_SECONDS,
@@ -33,10 +33,11 @@ from indicf5_fast.config import (
     check_seed,
     request_options,
 )
+from indicf5_fast.engine_stream import StreamingCrossFade  # noqa: F401  (public name, moved)
 from indicf5_fast.errors import AudioError, InputError
 from indicf5_fast.frontend import audio as audio_io
 from indicf5_fast.frontend.normalize import normalize_text
-from indicf5_fast.frontend.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
+from indicf5_fast.frontend.text import Tokenizer, utf8_len
 from indicf5_fast.model.mel import MelSpectrogram
 
 
@@ -65,6 +66,8 @@ class SynthesisRequest:
     voice: Voice
     options: SamplingOptions = field(default_factory=SamplingOptions)
     seed: int | None = None
+    chunking: str | None = None  # "upstream" | "stream"; None = EngineConfig.chunking
+    first_chunk_nfe: int | None = None  # progressive first chunk: its steps (None = off)
 
 
 @dataclass
@@ -205,9 +208,10 @@ class TTS:
         progress: Callable[[int, int], None] | None = None,
         language: str | None = None,
         normalize: bool | None = None,
+        chunking: str | None = None,
     ) -> np.ndarray:
         """Text + reference -> float32 wave [n] at 24 kHz (sampling defaults: ``config.sampling``;
-        language / normalize: ``make_request``)."""
+        language / normalize: ``make_request``; ``chunking``: see ``plan``)."""
         req = self.make_request(
             text,
             ref_audio,
@@ -222,6 +226,7 @@ class TTS:
             speed=speed,
             schedule=schedule,
             cfg_skip_last=cfg_skip_last,
+            chunking=chunking,
         )
         chunks = self.plan(req, 0)
         waves = [self._run_chunks([c])[0] for c in _with_progress(chunks, progress)]
@@ -242,18 +247,27 @@ class TTS:
             out.append(self._finish([waves[(i, k)] for k in range(n)], r.voice))
         return out
 
-    def synthesize_stream(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
-        """Yield audio as each text chunk is done; the concatenation equals ``synthesize``."""
-        chunks = self.plan(request, 0)
-        joiner = StreamingCrossFade(int(CROSS_FADE_SECONDS * SAMPLE_RATE))
-        for c in chunks:
-            wave = self._scale_back(self._run_chunks([c])[0], request.voice)
-            ready = joiner.push(wave)
-            if ready.size:
-                yield ready
-        tail = joiner.flush()
-        if tail.size:
-            yield tail
+    def synthesize_stream(self, request: SynthesisRequest, *, pipeline: bool = True) -> Iterator[np.ndarray]:
+        """Yield audio as each text chunk is done; the concatenation equals ``synthesize_batch``
+        of the request with the same chunking. Unset, streams chunk for latency (``stream``: a
+        short first chunk, see ``EngineConfig.chunking``). ``pipeline``: a worker thread samples
+        the next chunk while the caller handles this one."""
+        return engine_stream.stream_audio(self, self.open_stream(request), pipeline)
+
+    def open_stream(self, request: SynthesisRequest) -> engine_stream.StreamState:
+        """The chunk plan of a stream + its joiner, for callers that compute the chunks
+        themselves (the server's batcher batches the ready chunks of several streams)."""
+        return engine_stream.StreamState(self, request, int(CROSS_FADE_SECONDS * SAMPLE_RATE))
+
+    def run_chunks(self, chunks: Sequence[_Chunk]) -> list[np.ndarray]:
+        """Sample and vocode chunks (of any requests), batched by equal options; -> one wave per
+        chunk, in order, each equal to the chunk run alone."""
+        waves: dict[int, np.ndarray] = {}
+        index = {id(c): i for i, c in enumerate(chunks)}
+        for group in _batch_groups(list(chunks), self.config.max_batch_size):
+            for c, w in zip(group, self._run_chunks(group), strict=True):
+                waves[index[id(c)]] = w
+        return [waves[i] for i in range(len(chunks))]
 
     def make_request(
         self,
@@ -267,6 +281,8 @@ class TTS:
         sample_rate: int | None = None,
         language: str | None = None,
         normalize: bool | None = None,
+        chunking: str | None = None,
+        first_chunk_nfe: int | None = None,
         **options: Any,
     ) -> SynthesisRequest:
         """Validate one request. Sampling ``options`` left out or None take the preset's values
@@ -286,7 +302,8 @@ class TTS:
         text = self._normalize(text, language, normalize)
         self.tokenizer.check(text, "text")
         check_seed(seed)
-        return SynthesisRequest(text=text, voice=voice, options=opts, seed=seed)
+        engine_stream.check_stream_options(chunking, self.config.chunking, first_chunk_nfe)
+        return SynthesisRequest(text, voice, opts, seed, chunking, first_chunk_nfe)
 
     def _normalize(self, text: str, language: str | None, normalize: bool | None) -> str:
         """The request path's text normalisation (``sample_mel`` stays raw, as upstream)."""
@@ -294,11 +311,14 @@ class TTS:
             return text
         return normalize_text(text, self.config.language if language is None else language)
 
-    def plan(self, req: SynthesisRequest, request_index: int) -> list[_Chunk]:
-        """Chunk the text (IndicF5's byte budget) and size each chunk's output."""
+    def plan(self, req: SynthesisRequest, request_index: int, streaming: bool = False) -> list[_Chunk]:
+        """Chunk the text and size each chunk's output. The policy is the request's ``chunking``,
+        else ``EngineConfig.chunking`` ("auto": ``stream`` when ``streaming``, else IndicF5's
+        split, ``upstream``); no chunk's duration exceeds the model's frame maximum."""
         v, speed = req.voice, req.options.speed
-        budget = max_chunk_bytes(v.text.rstrip() + " ", v.seconds)
-        pieces = chunk_text(req.text.strip(), budget) or [req.text.strip()]
+        policy = engine_stream.resolve_chunking(req.chunking, self.config.chunking, streaming)
+        pieces = engine_stream.plan_text(v, req.text, policy, speed, self.max_frames)
+        first = engine_stream.first_chunk_options(req.options, req.first_chunk_nfe)
         seed = secrets.randbelow(2**31) if req.seed is None else req.seed
         ref_bytes = utf8_len(v.text)
         out = []
@@ -307,8 +327,9 @@ class TTS:
             duration = v.frames + int(v.frames / ref_bytes * utf8_len(piece) / speed)
             # as CFM.sample: at least the reference (cond frames) / text plus one frame
             duration = max(max(len(tokens), v.mel.shape[0]) + 1, duration)
-            duration = min(duration, self.max_frames)
-            out.append(_Chunk(request_index, k, v, tokens, duration, seed + k, req.options))
+            duration = min(duration, self.max_frames)  # never binds: the budget keeps it within
+            opts = first if k == 0 else req.options
+            out.append(_Chunk(request_index, k, v, tokens, duration, seed + k, opts))
         return out
 
     # ------------------------------------------------------------------ mel-level API
@@ -435,35 +456,6 @@ class TTS:
         if self.config.remove_silence:  # IndicF5's int16 output chain, returned as float32
             joined = audio_io.postprocess_indicf5(joined, SAMPLE_RATE).astype(np.float32) / 32768.0
         return np.asarray(joined, dtype=np.float32)
-
-
-class StreamingCrossFade:
-    """Incremental version of the 0.15 s linear cross-fade join: holds back the last
-    ``fade`` samples (they may still be blended with the next chunk)."""
-
-    def __init__(self, fade: int):
-        self.fade = fade
-        self.held = np.zeros(0, dtype=np.float32)
-        self.started = False
-
-    def push(self, wave: np.ndarray) -> np.ndarray:
-        wave = np.asarray(wave, dtype=np.float32)
-        if not self.started:
-            self.started, joined = True, wave
-        else:
-            k = min(self.fade, self.held.shape[0], wave.shape[0])
-            if k > 0:
-                blend = self.held[-k:] * np.linspace(1, 0, k) + wave[:k] * np.linspace(0, 1, k)
-                joined = np.concatenate([self.held[:-k], blend.astype(np.float32), wave[k:]])
-            else:
-                joined = np.concatenate([self.held, wave])
-        cut = max(0, joined.shape[0] - self.fade)
-        self.held = joined[cut:]
-        return joined[:cut]
-
-    def flush(self) -> np.ndarray:
-        out, self.held = self.held, np.zeros(0, dtype=np.float32)
-        return out
 
 
 def _pad_stack(items: list[torch.Tensor], n: int) -> torch.Tensor:

@@ -4,6 +4,7 @@
   indicf5-fast bench --demo                                       # ~2 min: three rows, as ratios
   indicf5-fast bench --dtypes float32,bfloat16 --compile off,on --steps 32:uniform,7:epss \\
       --seconds 2,4 --repeats 3 --output-dir artifacts/bench    # the full grid
+  indicf5-fast bench --stream --output-dir artifacts/bench-stream  # TTFA: chunking off vs on
 """
 
 from __future__ import annotations
@@ -64,6 +65,20 @@ def add_parser(subparsers) -> None:
         "--demo",
         action="store_true",
         help="~2 min: upstream fp32 vs ours bf16 (NFE 32) vs ours bf16 fast preset",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="streaming mode: TTFA, total and stall seconds of short/long/paragraph texts, chunking "
+        "policy off (IndicF5's) vs on (latency-aware), in one run (first --dtypes/--steps/--compile "
+        "entry; default auto dtype, 7:epss, off)",
+    )
+    p.add_argument("--kinds", default=None, help="--stream: comma list of short, long, paragraph")
+    p.add_argument(
+        "--first-chunk-nfe",
+        type=int,
+        default=5,
+        help="--stream: steps of the progressive-first-chunk row (0 = no such row)",
     )
     p.add_argument("--output-json", default=None, help="write the full results here")
     p.add_argument("--output-dir", default=None, help="write bench.json, bench.md and bench.png here")
@@ -150,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats is not None and args.repeats < 1:
         raise InputError("--repeats must be >= 1", "repeats")
+    if getattr(args, "stream", False):
+        return run_stream(args)
     if args.output_dir:  # bench.png: fail now, not after the benchmark
         require("matplotlib", "bench", "bench plots (--output-dir writes bench.png)")
     engine = config_from_args(args, defaults=ENGINE_DEFAULTS)
@@ -193,6 +210,55 @@ def run(args: argparse.Namespace) -> int:
     print(console_table(results))
     if args.demo:
         print(summary(results))
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    out_json = Path(args.output_json) if args.output_json else None
+    for path in write_outputs(results, out_dir, out_json):
+        print(f"wrote {path}")
+    return 0
+
+
+def stream_plan(args: argparse.Namespace):
+    """The streaming bench's plan from the shared flags (first entry of each list)."""
+    from indicf5_fast.bench.streaming import TEXTS, StreamPlan
+
+    kinds = _split(args.kinds or ",".join(TEXTS))
+    bad = set(kinds) - set(TEXTS)
+    if bad:
+        raise InputError(f"--kinds: unknown {sorted(bad)} (short, long, paragraph)", "kinds")
+    nfe, schedule = _steps(args.steps or "7:epss")[0]
+    if args.first_chunk_nfe is not None and args.first_chunk_nfe < 0:
+        raise InputError("--first-chunk-nfe must be >= 0", "first_chunk_nfe")
+    return StreamPlan(
+        model_dir=ensure_model(args),
+        kinds=kinds,
+        dtype=_split(args.dtypes or "auto")[0],
+        device=args.device,
+        compile=_split(args.compile or "off")[0] == "on",
+        nfe_step=nfe,
+        schedule=schedule,
+        first_chunk_nfe=args.first_chunk_nfe or None,
+        repeats=args.repeats or 2,
+        seed=args.seed,
+        threads=args.threads,
+        extra={
+            "command": " ".join(["indicf5-fast", *sys.argv[sys.argv.index("bench") :]])
+            if "bench" in sys.argv
+            else ""
+        },
+    )
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    from indicf5_fast.bench.streaming import markdown, run_stream_plan, write_outputs
+
+    plan = stream_plan(args)
+
+    def progress(msg: str) -> None:
+        if not args.no_progress:
+            print(f"[bench --stream] {msg}", file=sys.stderr, flush=True)
+
+    results = run_stream_plan(plan, progress)
+    print(markdown(results))
     out_dir = Path(args.output_dir) if args.output_dir else None
     out_json = Path(args.output_json) if args.output_json else None
     for path in write_outputs(results, out_dir, out_json):

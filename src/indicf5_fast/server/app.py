@@ -32,6 +32,7 @@ from indicf5_fast.server.protocol import (
     LANGUAGE_HELP,
     NORMALIZE_HELP,
     VOICE_NAME_PATTERN,
+    Chunking,
     DeletedVoice,
     Health,
     Language,
@@ -54,8 +55,8 @@ log = logging.getLogger("indicf5_fast.server")
 REF_AUDIO_HELP = "Reference speech: WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM/Opus."
 
 DESCRIPTION = """IndicF5 text-to-speech. `POST /v1/audio/speech` follows OpenAI's speech API (plus
-`stream`, `nfe_step`, `seed`, `preset`, `language`, `normalize`); `POST /v1/tts` takes a one-off
-reference voice; voices are
+`stream`, `nfe_step`, `seed`, `preset`, `language`, `normalize`, `chunking`, `first_chunk_nfe`);
+`POST /v1/tts` takes a one-off reference voice; voices are
 managed under `/v1/voices`. All errors are `{"error": {"message", "type", "param", "code"}}`."""
 
 
@@ -177,6 +178,7 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
             speed=body.speed,
             language=body.language,
             normalize=body.normalize,
+            **_set(chunking=body.chunking, first_chunk_nfe=body.first_chunk_nfe),
         )
         return await service.respond(req, body.response_format, body.stream, "/v1/audio/speech", t0)
 
@@ -200,6 +202,8 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         preset: Annotated[Preset | None, Form()] = None,
         language: Annotated[Language | None, Form(description=LANGUAGE_HELP)] = None,
         normalize: Annotated[bool, Form(description=NORMALIZE_HELP + " Also the reference text.")] = True,
+        chunking: Annotated[Chunking | None, Form()] = None,
+        first_chunk_nfe: Annotated[int | None, Form(**bounds("nfe_step"))] = None,
     ) -> Response:
         t0 = time.perf_counter()
         service.require_ready()
@@ -217,6 +221,7 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
             speed=speed,
             language=language,
             normalize=normalize,
+            **_set(chunking=chunking, first_chunk_nfe=first_chunk_nfe),
         )
         return await service.respond(req, response_format, stream, "/v1/tts", t0)
 
@@ -287,3 +292,8 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
 
         mount_ui(app, service, settings)
     return app
+
+
+def _set(**options: object) -> dict[str, object]:
+    """Only the options the client set: an engine without them (a proxy, a double) still works."""
+    return {k: v for k, v in options.items() if v is not None}

@@ -22,6 +22,10 @@ Contract (both implementations must keep it):
 Optional: ``sample_rate`` (default 24000), ``backend.warmup(frame_lengths, batch_sizes)``,
 ``backend.describe()`` or ``describe()``, ``plan(request, i)`` (chunk durations for warm-up),
 ``warmup_requests(text, voice)`` (the warm-up's requests, for an engine that refuses presets/seeds).
+``make_request(..., chunking=..., first_chunk_nfe=...)`` (passed only when the client set them).
+Optional chunk API (then the batcher batches the ready chunks of several streams):
+``open_stream(request)`` -> a state with ``chunks`` (items with ``options``), ``push(wave)`` -> the
+audio now final, ``finish()`` -> the held-back tail; ``run_chunks(chunks)`` -> one wave per chunk.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ LANGUAGE_HELP = (
     "dates and amounts are read in where the script is shared (hi/mr, bn/as). Default: from the script."
 )
 NORMALIZE_HELP = "Write numbers, amounts, percentages, units, dates and times as words before synthesis."
+Chunking = Literal["upstream", "stream"]
 
 MEDIA_TYPES: dict[str, str] = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
 VOICE_NAME_PATTERN = VOICE_NAME_RE.pattern  # JSON Schema regex: "$" is the end of the string
@@ -72,6 +73,18 @@ class SpeechRequest(BaseModel):
     preset: Preset | None = Field(None, description="quality = 32 uniform steps; fast = EPSS 7 steps.")
     language: Language | None = Field(None, description=LANGUAGE_HELP)
     normalize: bool = Field(True, description=NORMALIZE_HELP)
+    chunking: Chunking | None = Field(
+        None,
+        description="Text chunking. stream = a short first chunk (1-2 s of speech), then growing "
+        "chunks: audio starts sooner; upstream = IndicF5's split (upstream's exact audio). "
+        "Default: stream when streaming, else upstream. Same option, same audio, streamed or not.",
+    )
+    first_chunk_nfe: int | None = Field(
+        None,
+        **bounds("nfe_step"),
+        description="Progressive first chunk: sample only the first chunk with this many (EPSS) steps, "
+        "e.g. 5, for an even earlier start at some fidelity cost. Default: off.",
+    )
     instructions: str | None = Field(None, description="Accepted for OpenAI compatibility; ignored.")
     stream_format: Literal["audio"] | None = Field(
         None, description="OpenAI compatibility: only 'audio' (raw audio bytes); 'sse' is not supported."

@@ -42,6 +42,7 @@ def config_from_args(args: argparse.Namespace, url: str) -> StressConfig:
         nfe_step=args.nfe_step,
         speed=args.speed,
         seed=args.seed,
+        chunking=getattr(args, "chunking", None),
         timeout=args.timeout,
         max_total_seconds=args.max_time,
         max_inflight=args.max_inflight,

@@ -95,6 +95,15 @@ def add_parser(subparsers) -> None:
     c.add_argument("--seed", type=int, default=None)
     c.add_argument(flag("nfe_step"), "--nfe", dest="nfe_step", type=int, default=None)
     c.add_argument("--speed", type=float, default=None)
+    c.add_argument(
+        "--chunking",
+        choices=("upstream", "stream"),
+        default=None,
+        help="text chunking (default: stream for --stream, else IndicF5's split)",
+    )
+    c.add_argument(
+        "--first-chunk-nfe", type=int, default=None, help="progressive first chunk: its sampler steps"
+    )
     c.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     c.add_argument(
         "--wait", type=float, default=0.0, help="wait up to this many seconds for Triton to be ready"
@@ -235,7 +244,8 @@ def _run_client(args: argparse.Namespace) -> int:
     from indicf5_fast.errors import InputError
     from indicf5_fast.frontend.audio import read_audio, write_audio
 
-    item: dict = {"seed": args.seed, "nfe_step": args.nfe_step, "speed": args.speed}
+    item: dict = {"seed": args.seed, "nfe_step": args.nfe_step, "speed": args.speed, "chunking": args.chunking}
+    item["first_chunk_nfe"] = args.first_chunk_nfe
     if args.voice:
         item["voice"] = args.voice
     else:

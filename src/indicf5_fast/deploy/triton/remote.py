@@ -23,6 +23,7 @@ import numpy as np
 from indicf5_fast.config import SAMPLE_RATE, EngineConfig, SamplingOptions, check_seed, request_options
 from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.client import TritonTTSClient, split_url
+from indicf5_fast.engine_stream import check_stream_options
 from indicf5_fast.errors import BackendUnavailableError, InputError
 from indicf5_fast.frontend import audio as audio_io
 from indicf5_fast.frontend.normalize import normalize_text
@@ -46,6 +47,8 @@ class RemoteRequest:
     voice: RemoteVoice
     options: SamplingOptions  # the server batches requests with equal options
     seed: int | None = None
+    chunking: str | None = None  # None: Triton's default (stream for the streaming model)
+    first_chunk_nfe: int | None = None
 
     def item(self) -> dict[str, Any]:
         """-> keyword arguments of ``tensors.encode_request``."""
@@ -64,6 +67,8 @@ class RemoteRequest:
             "schedule": o.schedule,
             "cfg_skip_last": o.cfg_skip_last,
             "normalize": False,  # text and ref_text were normalised here (or deliberately not)
+            "chunking": self.chunking,
+            "first_chunk_nfe": self.first_chunk_nfe,
         }
 
 
@@ -131,6 +136,8 @@ class RemoteTTS:
         sample_rate: int | None = None,
         language: str | None = None,
         normalize: bool | None = None,
+        chunking: str | None = None,
+        first_chunk_nfe: int | None = None,
         **options: Any,
     ) -> RemoteRequest:
         """Same validation and text normalisation as the engine's, except the vocabulary check
@@ -146,7 +153,8 @@ class RemoteTTS:
             raise InputError("text is empty", "text")
         text = self._normalize(text, language, normalize)
         check_seed(seed)
-        return RemoteRequest(text=text, voice=voice, options=opts, seed=seed)
+        check_stream_options(chunking, "auto", first_chunk_nfe)
+        return RemoteRequest(text, voice, opts, seed, chunking, first_chunk_nfe)
 
     def synthesize(
         self,
@@ -165,6 +173,7 @@ class RemoteTTS:
         progress: Callable[[int, int], None] | None = None,
         language: str | None = None,
         normalize: bool | None = None,
+        chunking: str | None = None,
     ) -> np.ndarray:
         """As ``TTS.synthesize`` (same arguments, defaults from ``config.sampling``); the whole
         text is one Triton request, so ``progress`` is called once, at the end."""
@@ -182,6 +191,7 @@ class RemoteTTS:
             cfg_skip_last=cfg_skip_last,
             language=language,
             normalize=normalize,
+            chunking=chunking,
         )
         wave = self.synthesize_batch([req])[0]
         if progress is not None:

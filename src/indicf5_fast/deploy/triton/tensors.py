@@ -68,6 +68,8 @@ INPUTS: tuple[TensorSpec, ...] = (
         "language", np.bytes_, (1,), optional=True
     ),  # ISO 639-1 (hi, mr, bn, as ...); "" = from script
     TensorSpec("normalize", np.bool_, (1,), optional=True),  # false: numbers, dates ... stay as written
+    TensorSpec("chunking", np.bytes_, (1,), optional=True),  # upstream | stream (default: by model)
+    TensorSpec("first_chunk_nfe", np.int32, (1,), optional=True),  # progressive first chunk's steps
 )
 OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("audio", np.float32, (-1,)),  # 24 kHz, zero-padded to the longest item of the request
@@ -79,7 +81,8 @@ STREAM_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("error", np.bytes_, (1,)),  # empty = ok; else the only response of the stream
 )
 
-# optional input -> engine sampling option (the engine validates the values)
+# optional input -> engine request option (the engine validates the values). chunking unset:
+# the batched model uses IndicF5's split, the streaming model the latency-aware one.
 _OPTION_INPUTS = {
     "nfe_step": int,
     "speed": float,
@@ -87,6 +90,8 @@ _OPTION_INPUTS = {
     "sway_sampling_coef": float,
     "schedule": str,
     "cfg_skip_last": int,
+    "chunking": str,
+    "first_chunk_nfe": int,
 }
 
 
