@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from indicf5_fast.bench.flops import dit_forward_flops, matmul_gflops
-from indicf5_fast.bench.measure import RunResult, mel_fidelity, run_ours, run_upstream
+from indicf5_fast.bench.measure import RunResult, mel_fidelity, run_ours, run_upstream, ttfa_ours
 
 DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 # Hindi sentences for the generated text; words are taken in order until the planned output
@@ -63,6 +63,7 @@ class Plan:
     device: str = "cpu"
     threads: int | None = None
     frame_bucket: int = 16
+    ttfa_text: str | None = None  # time to first audio of this sentence per configuration
     extra: dict = field(default_factory=dict)
 
 
@@ -142,7 +143,9 @@ class Engines:
             reason = upstream_unavailable_reason()
             if reason:
                 raise RuntimeError(reason)
-            return UpstreamPipeline(load_checkpoint(p.model_dir), device=p.device)
+            return UpstreamPipeline(
+                load_checkpoint(p.model_dir), device=p.device, dtype=getattr(torch, dtype)
+            )
         common = {"device": p.device, "dtype": dtype, "threads": p.threads}
         if backend == "torch":
             return indicf5_fast.load(
@@ -224,6 +227,8 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
             engine_mb[key] += rss_mb() - before
 
     peaks: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    if device.type == "cuda":
+        peaks["float16"] = []
     results: dict[tuple[Config, float], list[RunResult]] = {(c, s): [] for c in live for s in plan.seconds}
     # CPU time this process got / (wall time x threads): other work on the machine lowers it
     shares: dict[tuple[Config, float], list[float]] = {k: [] for k in results}
@@ -292,6 +297,7 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
             row.update(mel_fidelity(runs[0].mel, ref[1].mel))
         rows.append(row)
     _add_speedups(rows)
+    ttfa = _ttfa_rows(plan, engines, live, front, voice, ref_audio, ref_text, say) if plan.ttfa_text else []
     unavailable = [
         {"label": c.label, **asdict(c), "reason": engines.unavailable[c.engine_key]}
         for c in plan.configs
@@ -309,9 +315,45 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
         "matmul_peak_gflops": peak,
         "matmul_peak_samples": peaks,
         "rows": rows,
+        "ttfa": ttfa,
         "unavailable": unavailable,
         **plan.extra,
     }
+
+
+def _ttfa_rows(
+    plan: Plan, engines: Engines, live: list[Config], front, voice, ref_audio, ref_text, say
+) -> list:
+    """Time to first audio of one sentence (a prepared voice, as a server has it): ours through
+    ``synthesize_stream`` (the first chunk), upstream's whole synthesis (it does not stream).
+    Median of ``plan.repeats`` after one untimed run."""
+    out = []
+    for cfg in live:
+        eng = engines.engines[cfg.engine_key]
+        opts = {"nfe_step": cfg.nfe, "schedule": cfg.schedule}
+        say(f"ttfa {cfg.label}")
+        times, audio = [], float("nan")
+        for rep in range(plan.repeats + 1):
+            if cfg.backend == "upstream":
+                gen = as_engine_sees_it(plan.ttfa_text, voice)
+                r = run_upstream(eng, front, ref_audio, ref_text, gen, plan.seed, **opts)
+                first, audio = r.e2e_s - r.stages["frontend"], r.audio_s
+            else:
+                first, audio = ttfa_ours(eng, voice, plan.ttfa_text, plan.seed, **opts)
+            if rep:  # the first run is a warm-up for this sentence's shapes
+                times.append(first)
+        out.append(
+            {
+                "label": cfg.label,
+                **asdict(cfg),
+                "text": plan.ttfa_text,
+                "audio_seconds": audio,
+                "ttfa_s": _median(times),
+                "ttfa_all_s": times,
+                "streamed": cfg.backend != "upstream",
+            }
+        )
+    return out
 
 
 def _add_speedups(rows: list[dict]) -> None:

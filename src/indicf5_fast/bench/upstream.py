@@ -27,6 +27,15 @@ from indicf5_fast.model.checkpoint import Checkpoint
 HOP = 256
 
 
+def upstream_default_dtype(device: str | torch.device) -> str:
+    """The dtype upstream's ``load_checkpoint`` picks by itself: float16 on CUDA GPUs of compute
+    capability >= 7, else float32."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] >= 7:
+        return "float16"
+    return "float32"
+
+
 def _stub(name: str, **attrs) -> types.ModuleType:
     mod = sys.modules.get(name)
     if mod is None:
@@ -115,7 +124,7 @@ class UpstreamOutput:
 class UpstreamPipeline:
     """Upstream ``infer_batch_process`` for one chunk: CFM.sample -> drop ref frames -> vocos."""
 
-    def __init__(self, ckpt: Checkpoint, device: str = "cpu"):
+    def __init__(self, ckpt: Checkpoint, device: str = "cpu", dtype: torch.dtype = torch.float32):
         _install_stubs()
         from f5_tts.model import CFM, DiT
         from vocos import Vocos as PackageVocos
@@ -137,7 +146,9 @@ class UpstreamPipeline:
         dit.load_state_dict(ckpt.dit_state, strict=True)
         lines = ckpt.vocab_path.read_text(encoding="utf-8").split("\n")[:-1]
         vocab = {t: i for i, t in enumerate(lines)}
-        self.cfm = CFM(transformer=dit, vocab_char_map=vocab).to(device).eval()
+        # as upstream's load_checkpoint: the whole CFM in its dtype; the vocoder stays float32
+        self.cfm = CFM(transformer=dit, vocab_char_map=vocab).to(device=device, dtype=dtype).eval()
+        self.dtype = dtype
         self.passes: list[tuple[int, int]] = []
         dit.register_forward_pre_hook(self._count_pass, with_kwargs=True)
         va = ckpt.vocos_args

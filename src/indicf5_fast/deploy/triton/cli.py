@@ -57,6 +57,11 @@ def add_parser(subparsers) -> None:
     b.add_argument(
         "--vocoder-tensorrt", action="store_true", help="TensorRT accelerator for the ONNX vocoder"
     )
+    b.add_argument(
+        "--vocoder-trt-cache",
+        default="/tmp/indicf5-trt-cache/vocoder",
+        help="TensorRT engine/timing cache dir of the vocoder, writable as the server sees it",
+    )
     b.set_defaults(func=_run_build_repo)
 
     r = sub.add_parser(
@@ -125,16 +130,20 @@ def _run_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     tts = TTS.load(cfg.model, **{k: v for k, v in cfg.__dict__.items() if k != "model"})
     voices = load_voices(tts, args.voice_dir)
+    server = PyTritonServer(tts, voices, serve_cfg)
     if voices and not args.no_warmup:  # first synthesis pays one-time costs; not a client's
         voice = next(iter(voices.values()))
-        tts.synthesize(voice.text[:40], voice=voice, seed=0, **cfg.sampling.__dict__)
+        # on the thread the models will use (CUDA graphs are recorded per thread)
+        server.run_in_worker(
+            lambda: tts.synthesize(voice.text[:40], voice=voice, seed=0, **cfg.sampling.__dict__)
+        )
     print(
         f"loaded {cfg.model} in {time.perf_counter() - t0:.1f} s [{tts.backend.describe()}], "
         f"{len(voices)} voice(s); starting Triton",
         file=sys.stderr,
     )
     _stop_on_sigterm()  # docker stop / systemd: stop Triton cleanly, as Ctrl-C does
-    server = PyTritonServer(tts, voices, serve_cfg).start()
+    server.start()
     print(
         f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url}, models indicf5 (batched) and "
         "indicf5_stream (decoupled, gRPC)",
@@ -177,6 +186,7 @@ def _run_build_repo(args: argparse.Namespace) -> int:
             stream=not args.no_stream,
             vocoder_onnx=args.vocoder_onnx,
             vocoder_tensorrt=args.vocoder_tensorrt,
+            vocoder_trt_cache=args.vocoder_trt_cache,
         ),
     )
     models = sorted(p.parent.name for p in root.glob("*/config.pbtxt"))
