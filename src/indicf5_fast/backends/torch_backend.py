@@ -296,6 +296,15 @@ class TorchBackend(Backend):
         if cuda:
             self.frame_bucket = 1  # the engine pads nothing; _forward pads to the buckets
             self.frame_buckets = frame_buckets(self.dit.args.text_pos_max)
+            # cudagraph trees warn past N recorded shapes per graph: we expect up to this many
+            shapes = len({row_bucket(r) for r in range(1, 2 * max(1, max_batch) + 1)}) * len(
+                self.frame_buckets
+            )
+            triton_cfg = torch._inductor.config.triton
+            if getattr(triton_cfg, "cudagraph_dynamic_shape_warn_limit", None) is not None:
+                triton_cfg.cudagraph_dynamic_shape_warn_limit = max(
+                    triton_cfg.cudagraph_dynamic_shape_warn_limit, shapes
+                )
         else:
             self.frame_bucket = max(1, int(frame_bucket))
         # dynamic=False: nothing becomes dynamic by itself; the frame dim (CPU) or the row and
