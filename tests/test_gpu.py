@@ -80,10 +80,13 @@ def test_cuda_end_to_end_matches_cpu_fp32(cuda_engines, tiny_tts, demo_voice, dt
     assert devices == ["cuda"] * 3  # defect 11: the sampler's mel goes to the vocoder on the GPU
     for i, t in enumerate(TEXTS):
         ref = tiny_tts.synthesize(t, voice=ref_voice, seed=10 + i, nfe_step=8)
-        assert batched[i].shape == ref.shape
-        c = cosine(batched[i], ref)
+        alone = gpu.synthesize(t, voice=voice, seed=10 + i, nfe_step=8)
+        assert batched[i].shape == ref.shape == alone.shape
+        c, b = cosine(batched[i], ref), cosine(batched[i], alone)
         record_property(f"wave_cosine_{dtype}_{i}", c)
-        assert c >= MIN_COSINE[dtype], f"item {i}: cosine {c}"
+        record_property(f"batch_vs_alone_cosine_{dtype}_{i}", b)
+        assert c >= MIN_COSINE[dtype], f"item {i}: cosine {c} vs CPU fp32"
+        assert b >= MIN_COSINE[dtype], f"item {i}: batched vs alone cosine {b}"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -208,7 +211,9 @@ def test_compiled_cuda_graphs_no_recompiles_skips_or_aliasing(
     record_property("warmup_s", time.perf_counter() - t0)
     record_property("warmup_shapes", len(plan))
     built = be.compiles
-    assert 1 <= built <= 2, f"{built} compiles for {len(plan)} shapes: the graph is not dynamic"
+    record_property("compiles", built)
+    # dynamic rows and frames: at most one graph per row bucket (dynamo may split the row range)
+    assert 1 <= built <= len({rows for rows, _, _ in plan}), f"{built} compiles for {len(plan)} shapes"
     assert counters["inductor"]["cudagraph_skips"] == 0, dict(counters["inductor"])
     try:  # every warmed shape has a recorded CUDA graph (internal API: informative only)
         from torch._inductor.cudagraph_trees import get_manager

@@ -192,13 +192,14 @@ def raise_recompile_limit(limit: int, config=None) -> int:
 
 
 def graph_budget(device_type: str, max_batch: int = 8) -> int:
-    """How many compiled graphs (dynamo cache entries) the compiled DiT can need, from the
-    ``_graph_key`` space. CUDA: rows/frames dynamic and always masked -> at most 2 (short /
-    past the rotary table). CPU: one per row count (1 .. 2 * max_batch) x masked x attention
-    kind x rotary table, frames dynamic."""
+    """How many compiled graphs (dynamo cache entries) the compiled DiT can need. CUDA: rows
+    and frames dynamic, always masked, but dynamo may split the row range on guards of its own
+    (seen on CPU: a conv's batch >= 16), so one per row bucket, x2 past the rotary table. CPU:
+    one per row count (1 .. 2 * max_batch) x masked x attention kind x rotary table."""
+    rows = 2 * max(1, int(max_batch))
     if device_type == "cuda":
-        return 2
-    return 2 * max(1, int(max_batch)) * 2 * 2 * 2
+        return 2 * len({row_bucket(r) for r in range(1, rows + 1)})
+    return rows * 2 * 2 * 2
 
 
 def warmup_shapes(
@@ -282,12 +283,14 @@ class TorchBackend(Backend):
         self._prepack = False  # the frozen graph prepacks its own weights
 
         def counting_inductor(gm, example_inputs):
+            # Inductor settings are applied around every compile, here: passing them as compile
+            # options does not enable freezing, and dynamo may recompile on a guard of its own
+            # (e.g. a conv's batch-size range) inside an already-built graph key.
             self.compiles += 1
-            return compile_fx(gm, example_inputs)
+            with torch._inductor.config.patch(self._inductor_patches):
+                return compile_fx(gm, example_inputs)
 
-        # Inductor settings are applied around every call (the compile happens inside the first
-        # call of each shape): passing them as compile options does not enable freezing.
-        # CUDA: mode="reduce-overhead" = CUDA graphs, static shapes (one graph per bucket).
+        # CUDA: CUDA graphs (cudagraph trees, as mode="reduce-overhead"), one per recorded shape.
         # CPU: freezing = weights as constants, prepacked for oneDNN, GELU fused into its GEMM.
         cuda = self.device.type == "cuda"
         self._inductor_patches = {"triton.cudagraphs": True} if cuda else {"freezing": True}
@@ -335,10 +338,10 @@ class TorchBackend(Backend):
             )
         bias = None if mask is None else key_bias(mask, x.dtype)  # outside the graph: see DiT.forward
         key = self._graph_key(x.shape[0], x.shape[1], mask is not None)
-        if key in self._built:  # nothing to compile: no global config patch, no lock
+        if key in self._built:  # built: no lock (a dynamo recompile is serialised by dynamo)
             out = self._call_compiled(x, cond, text_emb, t, mask, bias)
         else:
-            with self._lock, torch._inductor.config.patch(self._inductor_patches):
+            with self._lock:  # one thread compiles a new graph, the others wait for it
                 out = self._call_compiled(x, cond, text_emb, t, mask, bias)
                 self._built.add(key)
         return out[:rows, :n]
