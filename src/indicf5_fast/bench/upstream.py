@@ -63,9 +63,21 @@ class _MelSpectrogramStandIn(nn.Module):
 def _install_stubs() -> None:
     try:
         ta = importlib.import_module("torchaudio")
-    except ImportError:
+    except Exception:  # absent, or a build that does not load (e.g. a mismatched torch): stand in
+        for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
+            del sys.modules[name]
         ta = _stub("torchaudio")
-    if getattr(ta, "__file__", None) is None:  # a stand-in (ours or another's): complete it
+    if getattr(ta, "__file__", None) is not None:  # the real package
+        # vocos.heads imports these private helpers (IMDCT heads only); recent torchaudio
+        # releases may not have them: the 24 kHz mel head never calls them
+        try:
+            fn = importlib.import_module("torchaudio.functional.functional")
+            for name in ("_hz_to_mel", "_mel_to_hz"):
+                if not hasattr(fn, name):
+                    setattr(fn, name, None)
+        except Exception:
+            pass
+    else:  # a stand-in (ours or another's): complete it
         ta.transforms = _stub("torchaudio.transforms")
         if not hasattr(ta.transforms, "MelSpectrogram"):
             ta.transforms.MelSpectrogram = _MelSpectrogramStandIn
