@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ART    ?= artifacts
 
-.PHONY: demo test install lint bench bench-quick soak clean gpu-check gpu-check-dry gpu-wheels
+.PHONY: demo test install lint bench bench-quick soak clean ui-deps gpu-check gpu-check-dry gpu-wheels
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,11 @@ $(PY):
 # torch first (pinned CPU build), so nothing later can pull an unpinned CUDA torch
 $(STAMP): $(PY) pyproject.toml requirements/cpu.txt requirements/oracle.txt
 	$(PIP) install --quiet -r requirements/cpu.txt
-	$(PIP) install --quiet -e ".[server,onnx,openvino,bench,dev,triton]" -c requirements/cpu.txt
+	$(PIP) install --quiet --no-warn-conflicts -e ".[server,onnx,openvino,bench,dev,triton,ui]" -c requirements/cpu.txt
+	$(PIP) install --quiet --no-warn-conflicts -r requirements/oracle.txt -c requirements/cpu.txt
+	@# the oracle last and --no-deps: its own lists name torchaudio, a CUDA torch and a training stack
+	@# that the tests never import (they are stubbed), so pip must neither install nor report them
 	$(PIP) install --quiet --no-deps f5-tts==1.1.22 vocos==0.1.0
-	$(PIP) install --quiet -r requirements/oracle.txt -c requirements/cpu.txt
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'unexpected torch ' + v)"
 	touch $(STAMP)
 
@@ -70,6 +72,17 @@ gpu-wheels: $(PY)
 	$(PIP) download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	    $(WHEEL_PLATFORMS) -d .whl $(GPU_WHEELS)
 	@du -sh .whl
+
+# System packages for the web playground and its browser test (Debian/Ubuntu, as root): Chromium and
+# its driver (Selenium must not download one), ffmpeg (Gradio streams audio through it), Noto fonts
+# (Indic glyphs). Does nothing when they are already there or there is no apt-get.
+UI_DEBS := chromium chromium-driver ffmpeg fonts-noto-core
+ui-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v ffmpeg >/dev/null \
+	    && dpkg-query -W -f='$${Status}' fonts-noto-core 2>/dev/null | grep -q 'ok installed'; then echo "ui-deps: already installed"; \
+	elif ! command -v apt-get >/dev/null; then echo "ui-deps: no apt-get; install $(UI_DEBS) yourself"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(UI_DEBS); fi
 
 clean:
 	rm -rf $(VENV) $(ART) .pytest_cache

@@ -127,3 +127,34 @@ def test_bench_runs_export_backends_with_fidelity_against_torch_fp32(backend, ti
     assert row["dit_pct_of_peak"] is None and ref["dit_pct_of_peak"] > 0  # the peak is torch's GEMM
     if backend != "openvino":  # ONNX Runtime runs fp32 graphs only on a CPU: bf16 is a clear refusal
         assert [(u["backend"], u["dtype"]) for u in res["unavailable"]] == [(backend, "bfloat16")]
+
+
+def test_stall_seconds_is_the_playback_gap():
+    from indicf5_fast.bench.streaming import stall_seconds
+
+    sr = 100
+    assert stall_seconds([1.0], [50]) == 0.0
+    # 1 s of audio at t=1, the next piece at t=2.5: 0.5 s of silence, then on time
+    assert stall_seconds([1.0, 2.5, 2.6], [100, 100, 100], sr) == pytest.approx(0.5)
+    assert stall_seconds([1.0, 1.5, 2.9], [100, 100, 100], sr) == pytest.approx(0.0)
+    assert stall_seconds([0.0, 2.0, 5.0], [100, 100, 100], sr) == pytest.approx(1.0 + 2.0)
+
+
+def test_stream_bench_on_the_tiny_checkpoint(tmp_path, tiny_ckpt):
+    out = tmp_path / "stream"
+    argv = ["bench", "--stream", "--model", str(tiny_ckpt), "--dtypes", "float32", "--steps", "4:epss"]
+    assert main([*argv, "--repeats", "1", "--first-chunk-nfe", "2", "--output-dir", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "stream.json").read_text())
+    rows = {(r["kind"], r["policy"]): r for r in res["rows"]}
+    assert set(rows) == {(k, p) for k in ("short", "long", "paragraph") for p in ("off", "on", "on+progressive")}
+    assert rows[("paragraph", "off")]["chunks"] == 1 and rows[("paragraph", "on")]["chunks"] >= 2
+    for r in rows.values():
+        assert 0 < r["ttfa_s"] <= r["total_s"] and r["stall_s"] >= 0 and r["audio_s"] > 0
+    # same chunks, same audio length; a multi-chunk stream loses 0.15 s per seam to the cross-fade
+    seams = rows[("paragraph", "on")]["chunks"] - 1
+    assert rows[("paragraph", "on")]["audio_s"] < rows[("paragraph", "off")]["audio_s"] + 0.5
+    assert seams >= 1
+    assert {"paragraph_ttfa_on_vs_short", "paragraph_total_on_vs_off"} <= set(res["ratios"])
+    fid = res["progressive_fidelity"]
+    assert -1 <= fid["mel_cosine"] < 1 and fid["first_chunk_seconds"] > 0
+    assert "| paragraph | on |" in (out / "stream.md").read_text()

@@ -89,9 +89,12 @@ def test_streaming_first_audio_before_completion_and_equal_to_full(live, client,
     from indicf5_fast.frontend.audio import wav_stream_header
 
     t0 = time.perf_counter()
-    full = _speech(client, LONG, **FAST)
+    full = _speech(client, LONG, **FAST)  # not streamed: IndicF5's chunking (3 chunks)
     t_full = time.perf_counter() - t0
     assert full.status_code == 200
+    # streamed: the stream chunking by default; the same audio as a full request asking for it
+    same_policy = _speech(client, LONG, chunking="stream", **FAST)
+    assert same_policy.status_code == 200
 
     pieces, t_first = [], None
     t0 = time.perf_counter()
@@ -107,10 +110,20 @@ def test_streaming_first_audio_before_completion_and_equal_to_full(live, client,
     body = b"".join(pieces)
     assert body[:44] == wav_stream_header(SR)  # sizes 0xFFFFFFFF: length unknown up front
     streamed = np.frombuffer(body[44:], dtype="<i2")
-    # 3 chunks are synthesized one after the other: audio must arrive well before the end
+    # chunks are synthesized one after the other: audio must arrive well before the end
     assert t_first is not None and t_first < t_done and t_first < t_full, (t_first, t_done, t_full)
-    assert_audio_close(streamed, int16_of(full.content, "wav"))
-    assert len(tiny_tts.plan(tiny_tts.make_request(LONG, voice=demo, **FAST), 0)) == 3
+    assert_audio_close(streamed, int16_of(same_policy.content, "wav"))
+    req = tiny_tts.make_request(LONG, voice=demo, **FAST)
+    assert len(tiny_tts.plan(req, 0)) == 3 and len(tiny_tts.plan(req, 0, streaming=True)) > 3
+    # the IndicF5 chunking streams too, equal to the full request
+    with client.stream(
+        "POST",
+        "/v1/audio/speech",
+        json={"input": LONG, "voice": "demo", "seed": 3, "stream": True, "chunking": "upstream"} | FAST,
+    ) as r:
+        assert r.status_code == 200
+        body = r.read()
+    assert_audio_close(np.frombuffer(body[44:], dtype="<i2"), int16_of(full.content, "wav"))
 
     # raw pcm streams too; flac cannot
     with client.stream(
@@ -153,6 +166,43 @@ def test_concurrent_requests_are_batched_and_equal_sequential_results(client):
     for i, body in enumerate(together):
         alone = _speech(client, texts[i], seed=100 + i)
         assert_audio_close(int16_of(body, "wav"), int16_of(alone.content, "wav"))
+
+
+def test_concurrent_streams_share_batches_and_equal_full_requests(client):
+    texts = [f"{w}, {LONG[:120]}" for w in ("एक", "दो", "तीन", "चार")]
+    before = client.get("/metrics").text
+    barrier = threading.Barrier(len(texts))
+
+    def one(i: int) -> bytes:
+        barrier.wait(timeout=30)
+        body = {"input": texts[i], "voice": "demo", "seed": 50 + i, "stream": True, "response_format": "pcm"}
+        with client.stream("POST", "/v1/audio/speech", json=body | FAST) as r:
+            assert r.status_code == 200
+            return r.read()
+
+    with ThreadPoolExecutor(len(texts)) as pool:
+        streamed = list(pool.map(one, range(len(texts))))
+    after = client.get("/metrics").text
+    n_batches = metric(after, "indicf5_batch_size_count") - metric(before, "indicf5_batch_size_count")
+    n_items = metric(after, "indicf5_batch_size_sum") - metric(before, "indicf5_batch_size_sum")
+    chunks = metric(after, "indicf5_stream_chunks_total") - metric(before, "indicf5_stream_chunks_total")
+    assert n_items == chunks >= 2 * len(texts)  # every chunk of every stream went through a batch
+    assert n_batches < n_items, f"{n_items} stream chunks ran in {n_batches} batches"
+    for i, body in enumerate(streamed):
+        full = _speech(client, texts[i], seed=50 + i, chunking="stream", response_format="pcm", **FAST)
+        assert_audio_close(np.frombuffer(body, dtype="<i2"), int16_of(full.content, "pcm"))
+
+
+def test_chunking_and_progressive_first_chunk_fields(client, tiny_tts, demo):
+    r = _speech(client, LONG, chunking="fastest")
+    assert 400 <= r.status_code < 500 and "chunking" in r.text
+    r = _speech(client, LONG, first_chunk_nfe=0)
+    assert 400 <= r.status_code < 500 and "first_chunk_nfe" in r.text
+    r = _speech(client, LONG[:200], chunking="stream", first_chunk_nfe=2, response_format="pcm", **FAST)
+    assert r.status_code == 200, r.text
+    req = tiny_tts.make_request(LONG[:200], voice=demo, seed=3, chunking="stream", first_chunk_nfe=2, **FAST)
+    want = expected_int16(tiny_tts.synthesize_batch([req])[0])
+    assert_audio_close(int16_of(r.content, "pcm"), want)
 
 
 def test_voice_upload_use_list_delete_and_persistence(live, client, demo_voice):
@@ -238,3 +288,57 @@ def test_openapi_describes_the_api(client):
         "preset",
     } <= set(props)
     assert "securitySchemes" in spec["components"]
+
+
+def test_speech_reads_numbers_as_words_and_reports_the_normalized_length(client, tiny_tts, demo):
+    from indicf5_fast import normalize_text
+
+    text = "आज ₹2,500 और 15/08/1947"
+    spoken = normalize_text(text)
+    r = _speech(client, text)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-normalized-text-length"] == str(len(spoken))
+    want = expected_int16(tiny_tts.synthesize(spoken, voice=demo, seed=3, nfe_step=8, normalize=False))
+    assert_audio_close(int16_of(r.content, "wav"), want, lsb=0)
+    raw = _speech(client, text, normalize=False)
+    assert raw.status_code == 200 and raw.headers["x-normalized-text-length"] == str(len(text))
+    marathi = _speech(client, "आज 5 लोग", language="mr")
+    assert marathi.headers["x-normalized-text-length"] == str(len(normalize_text("आज 5 लोग", "mr")))
+    bad = _speech(client, text, language="xx")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "language"
+    body = {"input": text, "voice": "demo", "seed": 3, "nfe_step": 4, "stream": True}
+    with client.stream("POST", "/v1/audio/speech", json=body) as s:
+        assert s.status_code == 200 and s.headers["x-normalized-text-length"] == str(len(spoken))
+        s.read()
+
+
+def test_references_from_phones_and_browsers(live, client, demo_voice):
+    pytest.importorskip("av")
+    import soundfile as sf
+
+    from indicf5_fast import normalize_text
+    from test_audio_av import encode, tone
+
+    wav, text = demo_voice
+    x, sr = sf.read(wav, dtype="float32")
+    m4a = encode(x[None], sr, "ipod", "aac")
+    form = {"text": "आज 5 लोग", "ref_text": text, "seed": "3", "nfe_step": "4", "language": "mr"}
+    r = client.post("/v1/tts", data=form, files={"ref_audio": ("ref.m4a", m4a, "audio/mp4")})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-normalized-text-length"] == str(len(normalize_text("आज 5 लोग", "mr")))
+    webm = encode(x[None], sr, "webm", "libopus", rate=48000)
+    r = client.post(
+        "/v1/voices",
+        data={"name": "browser-voice", "ref_text": text},
+        files={"ref_audio": ("r.webm", webm, "audio/webm")},
+    )
+    assert r.status_code == 201, r.text
+    assert (live.app.state.settings.voices_dir() / "browser-voice" / "reference.webm").is_file()
+    assert _speech(client, voice="browser-voice").status_code == 200
+    assert client.delete("/v1/voices/browser-voice").status_code == 200
+    for data, code in (
+        (m4a[: len(m4a) // 2], "invalid_audio"),
+        (encode(tone(40.0, 16000), 16000, "webm", "libopus", rate=48000, b="8000"), "audio_too_long"),
+    ):
+        r = client.post("/v1/tts", data=form, files={"ref_audio": ("ref.m4a", data, "audio/mp4")})
+        assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text

@@ -46,7 +46,7 @@ def live(engine, tiny_ckpt, tmp_path_factory):
         data_dir=str(tmp_path_factory.mktemp("err-data") / "data"),
         prompts_dir=str(tiny_ckpt / "prompts"),
         max_ref_bytes=MAX_REF_BYTES,
-        max_ref_seconds=10.0,
+        max_upload_seconds=10.0,
         max_queue=MAX_QUEUE,
     )
     with run_server(engine, settings) as server:

@@ -188,20 +188,23 @@ def test_wav_layout_stream_header_and_extra_chunks():
 
 
 # ------------------------------------------------------------------------------ texts
-def test_bundled_texts_cover_ten_languages_and_all_kinds():
+def test_bundled_texts_cover_all_eleven_languages_and_all_kinds():
     langs = bundled_languages()
-    assert set(langs) == set(LANGUAGE_NAMES) and len(langs) == 10
+    assert set(langs) == set(LANGUAGE_NAMES) and len(langs) == 11  # IndicF5's 11 languages
     items = load_texts()
     for code in langs:
         kinds = {t.kind for t in items if t.lang == code}
         assert kinds == set(KINDS), (code, kinds)
     # each language is written in its own script: most letters fall in the expected block
-    blocks = {"hi": 0x900, "mr": 0x900, "bn": 0x980, "pa": 0xA00, "gu": 0xA80, "or": 0xB00}
+    blocks = {"hi": 0x900, "mr": 0x900, "bn": 0x980, "as": 0x980, "pa": 0xA00, "gu": 0xA80, "or": 0xB00}
     blocks |= {"ta": 0xB80, "te": 0xC00, "kn": 0xC80, "ml": 0xD00}
     for t in items:
         letters = [c for c in t.text if c.isalpha() or (0x900 <= ord(c) < 0xD80 and c not in "।॥")]
         inside = sum(blocks[t.lang] <= ord(c) < blocks[t.lang] + 0x80 for c in letters)
         assert inside / len(letters) > 0.95, t.text
+    # Assamese, not Bengali: every Assamese text uses its own letters ৰ / ৱ, no Bengali one does
+    assert all(any(c in t.text for c in "ৰৱ") for t in items if t.lang == "as")
+    assert not any(any(c in t.text for c in "ৰৱ") for t in items if t.lang == "bn")
 
 
 def test_text_filters_and_user_files(tmp_path):
@@ -301,3 +304,21 @@ def test_cli_unreachable_server_is_a_clear_error(capsys):
     ]
     assert main(argv) == 2
     assert "no ready server" in capsys.readouterr().err
+
+
+def test_chunking_option_travels_in_every_request_body():
+    from indicf5_fast.bench.stress.cli import add_parser
+    from indicf5_fast.bench.stress.load import StressConfig, request_body
+    from indicf5_fast.bench.stress.texts import TextItem
+
+    item = TextItem("नमस्ते दुनिया।", "hi", "short")
+    cfg = StressConfig(texts=[item], chunking="stream", stream=True)
+    assert request_body(cfg, item)["chunking"] == "stream"
+    assert "chunking" not in request_body(StressConfig(texts=[item]), item)  # server default
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_parser(p.add_subparsers())
+    assert p.parse_args(["stress", "--chunking", "upstream"]).chunking == "upstream"
+    with pytest.raises(SystemExit):
+        p.parse_args(["stress", "--chunking", "fastest"])

@@ -70,8 +70,10 @@ def test_concurrent_requests_arrive_in_fewer_model_calls(server, tiny_tts, demo)
 
 
 def test_streaming_model_sends_chunks_one_by_one(server, tiny_tts, demo):
-    want = tiny_tts.synthesize(LONG, voice=demo, seed=3, **FAST)
-    n_chunks = len(tiny_tts.plan(tiny_tts.make_request(LONG, voice=demo, **FAST), 0))
+    # the streaming model chunks for latency by default: the same audio as a full request asking for it
+    req = tiny_tts.make_request(LONG, voice=demo, seed=3, chunking="stream", **FAST)
+    want = tiny_tts.synthesize_batch([req])[0]
+    n_chunks = len(tiny_tts.plan(req, 0))
     assert n_chunks >= 3
     arrivals, pieces = [], []
     with _client(server, "grpc") as client:
@@ -82,6 +84,11 @@ def test_streaming_model_sends_chunks_one_by_one(server, tiny_tts, demo):
     assert len(pieces) >= n_chunks  # one response per text chunk (+ the held-back cross-fade tail)
     # the first chunk was in our hands before the server had even produced the last one
     assert arrivals[0] < last_made, (arrivals[0], last_made)
+    np.testing.assert_allclose(np.concatenate(pieces), want, rtol=0, atol=1e-5)
+    # the chunking input: IndicF5's split streams the same audio as the batched model's default
+    with _client(server, "grpc") as client:
+        pieces = list(client.stream(LONG, voice="demo", seed=3, chunking="upstream", **FAST))
+    want = tiny_tts.synthesize(LONG, voice=demo, seed=3, **FAST)
     np.testing.assert_allclose(np.concatenate(pieces), want, rtol=0, atol=1e-5)
 
 

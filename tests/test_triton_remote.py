@@ -80,7 +80,8 @@ def test_streaming_through_triton_arrives_in_pieces_equal_to_full(client, tiny_t
                 t_first = time.perf_counter() - t0
     t_done = time.perf_counter() - t0
     streamed = int16_of(b"".join(pieces)[44:], "pcm")
-    want = expected_int16(tiny_tts.synthesize(LONG, voice=demo, seed=4, **FAST))
+    req = tiny_tts.make_request(LONG, voice=demo, seed=4, chunking="stream", **FAST)  # streams' default
+    want = expected_int16(tiny_tts.synthesize_batch([req])[0])
     assert t_first is not None and t_first < t_done
     assert_audio_close(streamed, want)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from indicf5_fast.model.init import init_random_vocos_
 from indicf5_fast.model.mel import mel_filterbank
 from indicf5_fast.model.vocos import (
     ISTFT,
     Vocos,
     VocosArgs,
-    init_random_,
     vocos_key_names,
     vocos_state_shapes,
 )
@@ -42,7 +42,7 @@ head:
 
 
 def _ours(args: VocosArgs, seed: int = 0, istft_impl: str = "torch") -> Vocos:
-    return init_random_(Vocos(args, istft_impl=istft_impl), torch.Generator().manual_seed(seed)).eval()
+    return init_random_vocos_(Vocos(args, istft_impl=istft_impl), torch.Generator().manual_seed(seed)).eval()
 
 
 def _mel(b: int, n: int, seed: int = 1) -> torch.Tensor:

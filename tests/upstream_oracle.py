@@ -144,3 +144,27 @@ def vocos_package():
     torchaudio/encodec; skips if vocos or librosa is not installed."""
     install_torchaudio_standins()
     return pytest.importorskip("vocos")
+
+
+def upstream_chunk_text():
+    """Upstream's own ``f5_tts.infer.utils_infer.chunk_text``, the function object itself.
+
+    ``utils_infer`` imports matplotlib, torchaudio, pydub, transformers and vocos at module level,
+    none of which chunking needs, so the function's source is taken from the installed file and
+    compiled alone (its only dependency is ``re``). Skips if f5-tts is not installed.
+    """
+    import ast
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("f5_tts")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("upstream f5-tts is not installed")
+    from pathlib import Path
+
+    path = Path(list(spec.submodule_search_locations)[0]) / "infer" / "utils_infer.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "chunk_text")
+    namespace: dict = {"re": re}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace["chunk_text"]

@@ -1,7 +1,9 @@
-"""`indicf5-fast` command line. Every subcommand builds the same EngineConfig.
+"""`indicf5-fast` command line. Every subcommand that runs the engine takes the flags that
+``config.add_config_args`` derives from the EngineConfig fields, and builds its engine with
+``config.config_from_args`` -> ``TTS.from_config``.
 
-Errors the user can fix (bad input, missing files) print one line and exit 2; nothing prints a
-traceback unless INDICF5_DEBUG=1.
+Errors the user can fix (bad input, missing files, a missing optional package) print one line
+and exit 2; nothing prints a traceback unless INDICF5_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -13,126 +15,36 @@ import sys
 import time
 from pathlib import Path
 
-from indicf5_fast.config import BACKENDS, DTYPES, PRESETS, EngineConfig, SamplingOptions
-from indicf5_fast.errors import IndicF5Error
+from indicf5_fast.config import FLAVOURS, SAMPLE_RATE, add_config_args, config_from_args
+from indicf5_fast.errors import IndicF5Error, missing_extra
 
 # Subcommands living in their own layers; each module has add_parser(subparsers) and is
 # import-light (heavy imports happen inside its run function).
 EXTRA_COMMANDS = (
+    "indicf5_fast.frontend.cli",
     "indicf5_fast.bench.cli",
     "indicf5_fast.bench.stress.cli",
     "indicf5_fast.server.cli",
+    "indicf5_fast.server.ui_cli",
     "indicf5_fast.export.cli",
     "indicf5_fast.deploy.triton.cli",
 )
 
 
-def add_engine_args(p: argparse.ArgumentParser, model_required: bool = True) -> None:
-    g = p.add_argument_group("engine")
-    g.add_argument(
-        "--model",
-        required=model_required,
-        help="IndicF5-layout directory, upstream checkpoint file, or hub id (e.g. ai4bharat/IndicF5)",
-    )
-    g.add_argument("--backend", default="torch", choices=BACKENDS)
-    g.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
-    g.add_argument(
-        "--dtype",
-        default="auto",
-        choices=DTYPES,
-        help="auto = bf16 on CUDA and on CPUs with AVX512-BF16/AMX, else float32",
-    )
-    g.add_argument(
-        "--flavour",
-        choices=("v0", "v1"),
-        default=None,
-        help="DiT flavour (IndicF5 = v0; default: config.json arch block, else v0)",
-    )
-    g.add_argument("--vocab", default=None, help="vocab.txt (for upstream checkpoint files)")
-    g.add_argument(
-        "--vocoder", default=None, help="Vocos directory (for checkpoints without vocoder weights)"
-    )
-    g.add_argument(
-        "--compile", action="store_true", help="torch.compile the DiT step (warm-up compiles buckets)"
-    )
-    g.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    g.add_argument("--onnx-dir", default=None, help="exported ONNX graphs (backend onnx/openvino)")
-    g.add_argument("--providers", default=None, help="ONNX Runtime providers, comma-separated")
-
-
-def add_sampling_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sampling")
-    g.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default=None,
-        help="quality = 32 uniform steps (IndicF5); fast = EPSS 7 steps",
-    )
-    g.add_argument("--nfe", type=int, default=None, help="number of sampler steps (default 32)")
-    g.add_argument("--schedule", choices=("uniform", "epss"), default=None)
-    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength (default 2.0)")
-    g.add_argument("--sway", type=float, default=None, help="sway sampling coefficient (default -1.0)")
-    g.add_argument("--speed", type=float, default=None, help="speaking rate (default 1.0)")
-    g.add_argument(
-        "--cfg-skip-last", type=int, default=None, help="skip the uncond pass for the last k steps"
-    )
-
-
-def sampling_from_args(args: argparse.Namespace) -> SamplingOptions:
-    base = SamplingOptions.preset(args.preset) if getattr(args, "preset", None) else SamplingOptions()
-    pairs = {
-        "nfe_step": "nfe",
-        "schedule": "schedule",
-        "cfg_strength": "cfg",
-        "sway_sampling_coef": "sway",
-        "speed": "speed",
-        "cfg_skip_last": "cfg_skip_last",
-    }
-    for field_name, arg in pairs.items():
-        value = getattr(args, arg, None)
-        if value is not None:
-            setattr(base, field_name, value)
-    return base.validate()
-
-
-def config_from_args(args: argparse.Namespace, **extra) -> EngineConfig:
-    providers = args.providers.split(",") if getattr(args, "providers", None) else None
-    cfg = EngineConfig(
-        model=args.model or "",
-        backend=args.backend,
-        device=args.device,
-        dtype=args.dtype,
-        flavour=args.flavour,
-        vocab=args.vocab,
-        vocoder=args.vocoder,
-        compile=args.compile,
-        threads=args.threads,
-        onnx_dir=args.onnx_dir,
-        providers=providers,
-        sampling=sampling_from_args(args),
-        **extra,
-    )
-    return cfg.validate()
-
-
 # ---------------------------------------------------------------------------------- synth
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="text + reference voice -> 24 kHz WAV")
-    add_engine_args(p)
-    add_sampling_args(p)
+    add_config_args(p, ("model", "runtime", "frontend", "sampling"), required=("model",))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="text to speak")
     src.add_argument("--text-file", help="read the text from a UTF-8 file")
-    p.add_argument("--ref-audio", required=True, help="reference voice (WAV/FLAC/OGG, any rate)")
+    p.add_argument(
+        "--ref-audio", required=True, help="reference voice (WAV/FLAC/OGG/MP3/M4A/MP4/WebM, any rate)"
+    )
     p.add_argument("--ref-text", required=True, help="transcript of the reference audio")
     p.add_argument("--out", required=True, help="output .wav or .flac")
     p.add_argument("--seed", type=int, default=None, help="noise seed (same seed -> same audio)")
     p.add_argument("--subtype", choices=("PCM_16", "FLOAT"), default="PCM_16", help="output sample format")
-    p.add_argument(
-        "--remove-silence",
-        action="store_true",
-        help="IndicF5 post-processing: drop silences >= 1 s, normalise to -20 dBFS",
-    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_synth)
 
@@ -143,12 +55,12 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     text = args.text if args.text is not None else _read_text_file(args.text_file)
     out = _output_path(args.out)  # fail before the (slow) model load
-    cfg = config_from_args(args, remove_silence=args.remove_silence)
+    cfg = config_from_args(args)
     t0 = time.perf_counter()
-    tts = TTS.load(cfg.model, **{k: v for k, v in cfg.__dict__.items() if k != "model"})
+    tts = TTS.from_config(cfg)
     t_load = time.perf_counter() - t0
     voice = tts.prepare_voice(args.ref_audio, args.ref_text)
-    req = tts.make_request(text, voice=voice, seed=args.seed, **cfg.sampling.__dict__)
+    req = tts.make_request(text, voice=voice, seed=args.seed)  # sampling: cfg.sampling
     chunks = tts.plan(req, 0)
     bar = None
     if len(chunks) > 1 and not args.no_progress:
@@ -157,20 +69,16 @@ def _run_synth(args: argparse.Namespace) -> int:
         bar = tqdm(total=len(chunks), desc="chunks", unit="chunk", file=sys.stderr)
     t1 = time.perf_counter()
     wave = tts.synthesize(
-        text,
-        voice=voice,
-        seed=args.seed,
-        progress=(lambda i, n: bar.update(1)) if bar else None,
-        **{k: v for k, v in cfg.sampling.__dict__.items()},
+        text, voice=voice, seed=args.seed, progress=(lambda i, n: bar.update(1)) if bar else None
     )
     t_synth = time.perf_counter() - t1
     if bar:
         bar.close()
     try:
-        write_audio(out, wave, 24_000, subtype=args.subtype)
+        write_audio(out, wave, SAMPLE_RATE, subtype=args.subtype)
     except OSError as e:
         raise IndicF5Error(f"cannot write {out}: {e}") from e
-    secs = len(wave) / 24_000
+    secs = len(wave) / SAMPLE_RATE
     print(
         f"wrote {out} ({secs:.2f} s audio, {len(chunks)} chunk(s)); load {t_load:.1f} s, "
         f"synthesis {t_synth:.2f} s, RTF {t_synth / max(secs, 1e-9):.3f} [{tts.backend.describe()}]"
@@ -202,7 +110,7 @@ def _add_init_random(sub) -> None:
     p.add_argument("out", help="output directory")
     p.add_argument("--arch", choices=("tiny", "base"), default="tiny")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--flavour", choices=("v0", "v1"), default="v0")
+    p.add_argument("--flavour", choices=FLAVOURS, default="v0")
     p.set_defaults(func=_run_init_random)
 
 
@@ -255,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line, with a hint how to see the traceback
         if os.environ.get("INDICF5_DEBUG"):
             raise
+        extra = missing_extra(e)  # an optional package imported where no require() guards it
+        if extra is not None:
+            print(f"error: {extra}", file=sys.stderr)
+            return 2
         print(
             f"internal error: {type(e).__name__}: {e} (set INDICF5_DEBUG=1 for a traceback)", file=sys.stderr
         )

@@ -16,24 +16,30 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from indicf5_fast import sampling
+from indicf5_fast import engine_stream, sampling
 from indicf5_fast.backends.base import Backend
-from indicf5_fast.config import EngineConfig, SamplingOptions
+from indicf5_fast.config import (
+    CROSS_FADE_SECONDS,
+    HOP_LENGTH,
+    N_MELS,
+    SAMPLE_RATE,
+    TARGET_RMS,
+    EngineConfig,
+    SamplingOptions,
+    check_seed,
+    request_options,
+)
+from indicf5_fast.engine_stream import StreamingCrossFade  # noqa: F401  (public name, moved)
 from indicf5_fast.errors import AudioError, InputError
 from indicf5_fast.frontend import audio as audio_io
-from indicf5_fast.frontend.text import Tokenizer, chunk_text, max_chunk_bytes, utf8_len
+from indicf5_fast.frontend.normalize import normalize_text
+from indicf5_fast.frontend.text import Tokenizer, utf8_len
 from indicf5_fast.model.mel import MelSpectrogram
-
-SAMPLE_RATE = 24_000
-HOP = 256
-TARGET_RMS = 0.1
-CROSS_FADE_SECONDS = 0.15
-
-AudioInput = "str | bytes | np.ndarray | torch.Tensor | tuple[np.ndarray, int]"
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Voice:
 
     @property
     def frames(self) -> int:  # reference frames cut from the output (upstream: samples // hop)
-        return self.wave.shape[0] // HOP
+        return self.wave.shape[0] // HOP_LENGTH
 
     @property
     def seconds(self) -> float:
@@ -61,6 +67,8 @@ class SynthesisRequest:
     voice: Voice
     options: SamplingOptions = field(default_factory=SamplingOptions)
     seed: int | None = None
+    chunking: str | None = None  # "upstream" | "stream"; None = EngineConfig.chunking
+    first_chunk_nfe: int | None = None  # progressive first chunk: its steps (None = off)
 
 
 @dataclass
@@ -78,7 +86,13 @@ class _Chunk:
 
 class TTS:
     """Public engine. Thread-safe for concurrent ``synthesize`` calls (no shared mutable state
-    except the voice cache, which is locked)."""
+    except the voice cache, which is locked).
+
+    Sampling arguments left at None (``nfe_step``, ``cfg_strength``, ``sway_sampling_coef``,
+    ``schedule``, ``speed``, ``cfg_skip_last``) take the engine's ``config.sampling`` values; an
+    explicit value overrides them for that call."""
+
+    sample_rate = SAMPLE_RATE
 
     def __init__(
         self,
@@ -87,7 +101,6 @@ class TTS:
         tokenizer: Tokenizer,
         mel_frontend: MelSpectrogram,
         max_frames: int,
-        text_dim: int,
     ):
         self.config = config
         self.backend = backend
@@ -97,7 +110,6 @@ class TTS:
         # step instead of one per chunk); on CPU that gains nothing and one by one keeps memory low
         self.batch_chunks = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
         self.max_frames = max_frames
-        self.text_dim = text_dim
         self._voices: OrderedDict[str, Voice] = OrderedDict()
         self._voice_lock = threading.Lock()
         self.voice_cache_hits = 0
@@ -108,13 +120,25 @@ class TTS:
     def load(
         cls, model: str, backend: str = "torch", device: str = "auto", dtype: str = "auto", **overrides
     ) -> TTS:
+        """``model`` + any EngineConfig / SamplingOptions field by name -> a loaded engine."""
+        config = EngineConfig(model=str(model), backend=backend, device=device, dtype=dtype)
+        return cls.from_config(config.replace(**overrides))
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> TTS:
+        """The one way an engine is built (CLI, server, Triton and bench all come here)."""
         from indicf5_fast.backends import create_backend
         from indicf5_fast.model.checkpoint import load_checkpoint
 
-        config = EngineConfig(model=str(model), backend=backend, device=device, dtype=dtype)
-        config = config.replace(**overrides).validate() if overrides else config.validate()
+        config = config.validate()
+        if not config.model:
+            raise InputError("no model given: a checkpoint directory, file or hub id", "model")
         ckpt = load_checkpoint(
-            config.model, flavour=config.flavour, vocab=config.vocab, vocoder=config.vocoder
+            config.model,
+            flavour=config.flavour,
+            vocab=config.vocab,
+            vocoder=config.vocoder,
+            revision=config.revision,
         )
         tokenizer = Tokenizer.from_file(ckpt.vocab_path)
         dit, vocos = ckpt.build()
@@ -122,7 +146,7 @@ class TTS:
         # feature extractor holds the checkpoint's window and filterbank) to its device
         mel_frontend = copy.deepcopy(vocos.feature_extractor.mel_spec).cpu()
         be = create_backend(config, ckpt, dit, vocos)
-        return cls(config, be, tokenizer, mel_frontend, ckpt.dit_args.text_pos_max, ckpt.dit_args.text_dim)
+        return cls(config, be, tokenizer, mel_frontend, ckpt.dit_args.text_pos_max)
 
     # ------------------------------------------------------------------ front ends
     @torch.inference_mode()
@@ -131,11 +155,21 @@ class TTS:
         w = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1)
         return self._mel(w)[0].transpose(0, 1).contiguous().numpy()
 
-    def prepare_voice(self, ref_audio, ref_text: str, sample_rate: int | None = None) -> Voice:
-        """Reference audio (path, bytes, array, (array, sr)) + its text -> cached Voice."""
+    def prepare_voice(
+        self,
+        ref_audio,
+        ref_text: str,
+        sample_rate: int | None = None,
+        *,
+        language: str | None = None,
+        normalize: bool | None = None,
+    ) -> Voice:
+        """Reference audio (path, bytes, array, (array, sr)) + its text -> cached Voice (the text
+        normalised like the generated text: its audio says "पाँच", not "5")."""
         if not isinstance(ref_text, str) or not ref_text.strip():
             raise InputError("ref_text is empty: give the transcript of the reference audio", "ref_text")
-        wave, sr = _read_audio_input(ref_audio, sample_rate)
+        ref_text = self._normalize(ref_text, language, normalize)
+        wave, sr = audio_io.read_reference(ref_audio, sample_rate)
         key = _voice_key(wave, sr, ref_text, self.config.max_ref_seconds)
         with self._voice_lock:
             if key in self._voices:
@@ -154,7 +188,7 @@ class TTS:
         clipped = audio_io.prepare_reference_audio(wave, sr, max_seconds=self.config.max_ref_seconds)
         raised, rms = audio_io.normalize_reference_rms(clipped, TARGET_RMS)
         wave24 = np.asarray(audio_io.resample(raised, sr, SAMPLE_RATE), dtype=np.float32)
-        if wave24.shape[0] < HOP * 2:
+        if wave24.shape[0] < HOP_LENGTH * 2:
             raise AudioError("reference audio is too short after trimming silence (need speech, > 20 ms)")
         text = audio_io.prepare_reference_text(ref_text)
         if utf8_len(text[-1]) == 1:  # upstream infer_batch_process appends one more space
@@ -169,30 +203,37 @@ class TTS:
         text: str,
         ref_audio=None,
         ref_text: str | None = None,
-        nfe_step: int = 32,
-        cfg_strength: float = 2.0,
-        sway_sampling_coef: float | None = -1.0,
-        speed: float = 1.0,
+        nfe_step: int | None = None,
+        cfg_strength: float | None = None,
+        sway_sampling_coef: float | None = None,
+        speed: float | None = None,
         seed: int | None = None,
         *,
-        schedule: str = "uniform",
+        schedule: str | None = None,
         voice: Voice | None = None,
-        cfg_skip_last: int = 0,
+        cfg_skip_last: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        language: str | None = None,
+        normalize: bool | None = None,
+        chunking: str | None = None,
     ) -> np.ndarray:
-        """Text + reference -> float32 wave [n] at 24 kHz."""
+        """Text + reference -> float32 wave [n] at 24 kHz (sampling defaults: ``config.sampling``;
+        language / normalize: ``make_request``; ``chunking``: see ``plan``)."""
         req = self.make_request(
             text,
             ref_audio,
             ref_text,
             voice=voice,
             seed=seed,
+            language=language,
+            normalize=normalize,
             nfe_step=nfe_step,
             cfg_strength=cfg_strength,
             sway_sampling_coef=sway_sampling_coef,
             speed=speed,
             schedule=schedule,
             cfg_skip_last=cfg_skip_last,
+            chunking=chunking,
         )
         chunks = self.plan(req, 0)
         if self.batch_chunks and len(chunks) > 1:
@@ -228,18 +269,27 @@ class TTS:
             out.append(self._finish([waves[(i, k)] for k in range(n)], r.voice))
         return out
 
-    def synthesize_stream(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
-        """Yield audio as each text chunk is done; the concatenation equals ``synthesize``."""
-        chunks = self.plan(request, 0)
-        joiner = StreamingCrossFade(int(CROSS_FADE_SECONDS * SAMPLE_RATE))
-        for c in chunks:
-            wave = self._scale_back(self._run_chunks([c])[0], request.voice)
-            ready = joiner.push(wave)
-            if ready.size:
-                yield ready
-        tail = joiner.flush()
-        if tail.size:
-            yield tail
+    def synthesize_stream(self, request: SynthesisRequest, *, pipeline: bool = True) -> Iterator[np.ndarray]:
+        """Yield audio as each text chunk is done; the concatenation equals ``synthesize_batch``
+        of the request with the same chunking. Unset, streams chunk for latency (``stream``: a
+        short first chunk, see ``EngineConfig.chunking``). ``pipeline``: a worker thread samples
+        the next chunk while the caller handles this one."""
+        return engine_stream.stream_audio(self, self.open_stream(request), pipeline)
+
+    def open_stream(self, request: SynthesisRequest) -> engine_stream.StreamState:
+        """The chunk plan of a stream + its joiner, for callers that compute the chunks
+        themselves (the server's batcher batches the ready chunks of several streams)."""
+        return engine_stream.StreamState(self, request, int(CROSS_FADE_SECONDS * SAMPLE_RATE))
+
+    def run_chunks(self, chunks: Sequence[_Chunk]) -> list[np.ndarray]:
+        """Sample and vocode chunks (of any requests), batched by equal options; -> one wave per
+        chunk, in order, each equal to the chunk run alone."""
+        waves: dict[int, np.ndarray] = {}
+        index = {id(c): i for i, c in enumerate(chunks)}
+        for group in _batch_groups(list(chunks), self.config.max_batch_size):
+            for c, w in zip(group, self._run_chunks(group), strict=True):
+                waves[index[id(c)]] = w
+        return [waves[i] for i in range(len(chunks))]
 
     def make_request(
         self,
@@ -251,29 +301,46 @@ class TTS:
         seed: int | None = None,
         preset: str | None = None,
         sample_rate: int | None = None,
-        **options,
+        language: str | None = None,
+        normalize: bool | None = None,
+        chunking: str | None = None,
+        first_chunk_nfe: int | None = None,
+        **options: Any,
     ) -> SynthesisRequest:
+        """Validate one request. Sampling ``options`` left out or None take the preset's values
+        (``preset``) or else the engine's ``config.sampling``. ``normalize`` (default
+        ``config.normalize``, on): numbers, amounts, dates and times become words (``normalize_text``)
+        before the vocabulary check; ``language`` (ISO 639-1, default ``config.language``) picks e.g.
+        Marathi over Hindi."""
         if voice is None:
             if ref_audio is None:
                 raise InputError("give a reference voice: ref_audio + ref_text", "ref_audio")
-            voice = self.prepare_voice(ref_audio, ref_text or "", sample_rate)
-        base = SamplingOptions.preset(preset) if preset else self.config.sampling
-        opts = SamplingOptions(**{**base.__dict__, **{k: v for k, v in options.items() if v is not None}})
-        if "sway_sampling_coef" in options and options["sway_sampling_coef"] is None:
-            opts.sway_sampling_coef = None
-        opts.validate()
+            voice = self.prepare_voice(
+                ref_audio, ref_text or "", sample_rate, language=language, normalize=normalize
+            )
+        opts = request_options(self.config.sampling, preset, options)
         if not isinstance(text, str):
             raise InputError("text must be a string", "text")
+        text = self._normalize(text, language, normalize)
         self.tokenizer.check(text, "text")
-        if seed is not None and (not isinstance(seed, int) or seed < 0 or seed >= 2**63):
-            raise InputError("seed must be a non-negative integer", "seed")
-        return SynthesisRequest(text=text, voice=voice, options=opts, seed=seed)
+        check_seed(seed)
+        engine_stream.check_stream_options(chunking, self.config.chunking, first_chunk_nfe)
+        return SynthesisRequest(text, voice, opts, seed, chunking, first_chunk_nfe)
 
-    def plan(self, req: SynthesisRequest, request_index: int) -> list[_Chunk]:
-        """Chunk the text (IndicF5's byte budget) and size each chunk's output."""
+    def _normalize(self, text: str, language: str | None, normalize: bool | None) -> str:
+        """The request path's text normalisation (``sample_mel`` stays raw, as upstream)."""
+        if not (self.config.normalize if normalize is None else normalize):
+            return text
+        return normalize_text(text, self.config.language if language is None else language)
+
+    def plan(self, req: SynthesisRequest, request_index: int, streaming: bool = False) -> list[_Chunk]:
+        """Chunk the text and size each chunk's output. The policy is the request's ``chunking``,
+        else ``EngineConfig.chunking`` ("auto": ``stream`` when ``streaming``, else IndicF5's
+        split, ``upstream``); no chunk's duration exceeds the model's frame maximum."""
         v, speed = req.voice, req.options.speed
-        budget = max_chunk_bytes(v.text.rstrip() + " ", v.seconds)
-        pieces = chunk_text(req.text.strip(), budget) or [req.text.strip()]
+        policy = engine_stream.resolve_chunking(req.chunking, self.config.chunking, streaming)
+        pieces = engine_stream.plan_text(v, req.text, policy, speed, self.max_frames)
+        first = engine_stream.first_chunk_options(req.options, req.first_chunk_nfe)
         seed = secrets.randbelow(2**31) if req.seed is None else req.seed
         ref_bytes = utf8_len(v.text)
         out = []
@@ -282,8 +349,9 @@ class TTS:
             duration = v.frames + int(v.frames / ref_bytes * utf8_len(piece) / speed)
             # as CFM.sample: at least the reference (cond frames) / text plus one frame
             duration = max(max(len(tokens), v.mel.shape[0]) + 1, duration)
-            duration = min(duration, self.max_frames)
-            out.append(_Chunk(request_index, k, v, tokens, duration, seed + k, req.options))
+            duration = min(duration, self.max_frames)  # never binds: the budget keeps it within
+            opts = first if k == 0 else req.options
+            out.append(_Chunk(request_index, k, v, tokens, duration, seed + k, opts))
         return out
 
     # ------------------------------------------------------------------ mel-level API
@@ -292,21 +360,22 @@ class TTS:
         cond_mel,
         text: str,
         duration: int,
-        nfe_step: int = 32,
-        cfg_strength: float = 2.0,
-        sway_sampling_coef: float | None = -1.0,
+        nfe_step: int | None = None,
+        cfg_strength: float | None = None,
+        sway_sampling_coef: float | None = None,
         seed: int = 0,
-        schedule: str = "uniform",
-        cfg_skip_last: int = 0,
+        schedule: str | None = None,
+        cfg_skip_last: int | None = None,
     ) -> np.ndarray:
         """cond_mel [n_ref, 100] + full text (ref_text + gen_text) -> mel [duration, 100] with the
-        reference frames included (upstream ``CFM.sample`` with ``seed``)."""
+        reference frames included (upstream ``CFM.sample`` with ``seed``). Sampling defaults:
+        ``config.sampling`` (``speed`` does not apply: the duration is given)."""
         cond = torch.as_tensor(np.asarray(cond_mel, dtype=np.float32))
-        if cond.ndim != 2 or cond.shape[1] != 100:
-            raise InputError(f"cond_mel must be [n, 100], got {tuple(cond.shape)}", "cond_mel")
+        if cond.ndim != 2 or cond.shape[1] != N_MELS:
+            raise InputError(f"cond_mel must be [n, {N_MELS}], got {tuple(cond.shape)}", "cond_mel")
         tokens = self.tokenizer.encode(text)
         duration = min(max(max(len(tokens), cond.shape[0]) + 1, int(duration)), self.max_frames)
-        opts = SamplingOptions(
+        opts = self.config.sampling.replace(
             nfe_step=nfe_step,
             cfg_strength=cfg_strength,
             schedule=schedule,
@@ -320,8 +389,8 @@ class TTS:
     def vocode(self, mel) -> np.ndarray:
         """mel [n, 100] -> float32 wave [(n - 1) * 256] (Vocos decode)."""
         m = torch.as_tensor(np.asarray(mel, dtype=np.float32))
-        if m.ndim != 2 or m.shape[1] != 100:
-            raise InputError(f"mel must be [n, 100], got {tuple(m.shape)}", "mel")
+        if m.ndim != 2 or m.shape[1] != N_MELS:
+            raise InputError(f"mel must be [n, {N_MELS}], got {tuple(m.shape)}", "mel")
         return self.backend.vocode(m.t().unsqueeze(0))[0].cpu().numpy()
 
     # ------------------------------------------------------------------ internals
@@ -354,9 +423,9 @@ class TTS:
     ) -> torch.Tensor:
         b, n_max = len(durations), max(durations)
         # compiled backends: pad frames to a bucket multiple (masked) so graphs are reused
-        bucket = max(1, int(getattr(self.backend, "frame_bucket", 1)))
+        bucket = max(1, int(self.backend.frame_bucket))
         n = -(-n_max // bucket) * bucket
-        cond = torch.zeros(b, n, 100)
+        cond = torch.zeros(b, n, N_MELS)
         cond_mask = torch.zeros(b, n, dtype=torch.bool)
         for i, c in enumerate(conds):
             m = min(c.shape[0], durations[i])
@@ -368,7 +437,7 @@ class TTS:
         mask = sampling.lengths_to_mask(durations, n) if (b > 1 or bucket > 1) else None
         # Noise is drawn on the CPU (upstream's numbers for a seed), then everything the sampler
         # touches moves to the backend's device once, so no step copies to or from the host.
-        dev = getattr(self.backend, "device", torch.device("cpu"))
+        dev = self.backend.device
         noise, cond, cond_mask, text_emb, grid = (t.to(dev) for t in (noise, cond, cond_mask, text_emb, grid))
         null_emb = None if null_emb is None else null_emb.to(dev)
         mask = None if mask is None else mask.to(dev)
@@ -413,35 +482,6 @@ class TTS:
         return np.asarray(joined, dtype=np.float32)
 
 
-class StreamingCrossFade:
-    """Incremental version of the 0.15 s linear cross-fade join: holds back the last
-    ``fade`` samples (they may still be blended with the next chunk)."""
-
-    def __init__(self, fade: int):
-        self.fade = fade
-        self.held = np.zeros(0, dtype=np.float32)
-        self.started = False
-
-    def push(self, wave: np.ndarray) -> np.ndarray:
-        wave = np.asarray(wave, dtype=np.float32)
-        if not self.started:
-            self.started, joined = True, wave
-        else:
-            k = min(self.fade, self.held.shape[0], wave.shape[0])
-            if k > 0:
-                blend = self.held[-k:] * np.linspace(1, 0, k) + wave[:k] * np.linspace(0, 1, k)
-                joined = np.concatenate([self.held[:-k], blend.astype(np.float32), wave[k:]])
-            else:
-                joined = np.concatenate([self.held, wave])
-        cut = max(0, joined.shape[0] - self.fade)
-        self.held = joined[cut:]
-        return joined[:cut]
-
-    def flush(self) -> np.ndarray:
-        out, self.held = self.held, np.zeros(0, dtype=np.float32)
-        return out
-
-
 def _on_cpu(module: torch.nn.Module) -> torch.nn.Module:
     """``module`` in eval mode on the CPU; a CPU copy when its tensors live elsewhere (the
     caller's module is never moved)."""
@@ -460,7 +500,7 @@ def _batch_groups(chunks: list[_Chunk], max_batch: int) -> Iterator[list[_Chunk]
     """Group chunks with identical sampling options, longest first, into batches."""
     by_opts: dict[tuple, list[_Chunk]] = {}
     for c in chunks:
-        by_opts.setdefault(tuple(sorted(c.options.__dict__.items())), []).append(c)
+        by_opts.setdefault(c.options.key(), []).append(c)
     for group in by_opts.values():
         group.sort(key=lambda c: -c.duration)
         for i in range(0, len(group), max(1, max_batch)):
@@ -472,25 +512,6 @@ def _with_progress(items: list, progress: Callable[[int, int], None] | None) -> 
         yield item
         if progress is not None:
             progress(i + 1, len(items))
-
-
-def _read_audio_input(ref_audio, sample_rate: int | None) -> tuple[np.ndarray, int]:
-    if isinstance(ref_audio, tuple) and len(ref_audio) == 2:
-        ref_audio, sample_rate = ref_audio
-    if isinstance(ref_audio, torch.Tensor):
-        ref_audio = ref_audio.detach().cpu().numpy()
-    if isinstance(ref_audio, np.ndarray):
-        wave = np.asarray(ref_audio, dtype=np.float32)
-        if wave.ndim == 2:  # [channels, n] or [n, channels]: mix to mono
-            wave = wave.mean(axis=0 if wave.shape[0] < wave.shape[1] else 1)
-        if wave.ndim != 1 or wave.size == 0:
-            raise AudioError("reference audio array must be a non-empty 1-D wave")
-        if not np.isfinite(wave).all():
-            raise AudioError("reference audio contains NaN or infinite samples")
-        return wave, int(sample_rate or SAMPLE_RATE)
-    if ref_audio is None:
-        raise AudioError("reference audio is missing")
-    return audio_io.read_audio(ref_audio)
 
 
 def _voice_key(wave: np.ndarray, sr: int, text: str, max_seconds: float) -> str:

@@ -123,9 +123,3 @@ def sample(
             on_step(k + 1, steps)
     return torch.where(keep, cond, x)
 
-
-def flops_per_pass(frames: int, batch: int, dim: int, depth: int, ff_mult: int) -> float:
-    """Approximate multiply-add FLOPs of one DiT pass (for bench efficiency figures)."""
-    per_token = depth * (4 * dim * dim + 2 * dim * dim * ff_mult) * 2
-    attn = depth * 2 * 2 * frames * dim  # QK^T and AV per token
-    return float(batch * frames * (per_token + attn))

@@ -28,12 +28,12 @@ def create_backend(config: EngineConfig, ckpt: Checkpoint, dit: DiT, vocos: Voco
         if config.compile:
             backend.enable_compile(config.frame_bucket, max_batch=config.max_batch_size)
         return backend
-    if config.backend in ("onnx", "openvino"):
-        try:
-            from indicf5_fast.backends.onnx_backend import create_onnx_backend
-        except ImportError as e:
-            raise BackendUnavailableError(
-                f"backend {config.backend!r} needs its extra: pip install 'indicf5-fast[{config.backend}]' ({e})"
-            ) from e
+    if config.backend == "onnx":
+        from indicf5_fast.backends.onnx_backend import create_onnx_backend
+
         return create_onnx_backend(config, ckpt, dit, vocos, device)
+    if config.backend == "openvino":
+        from indicf5_fast.backends.openvino_backend import create_openvino_backend
+
+        return create_openvino_backend(config, ckpt, dit, vocos, device)
     raise BackendUnavailableError(f"backend {config.backend!r} cannot run in-process (use the server)")

@@ -2,6 +2,18 @@
 
 A backend computes the text embedding, the DiT velocity and the vocoder. The sampler loop, CFG,
 timesteps, front ends and batching live above it and are shared by every backend.
+
+The whole contract (the engine uses nothing else): ``name``, ``device`` (where the sampler keeps
+its tensors), ``dtype``, ``frame_bucket`` (the engine pads frame counts to a multiple of it),
+``text_embed``, ``velocity``, ``vocode``, ``warmup`` and ``describe``.
+
+Process-wide settings — the only ones this package changes, all when a backend is created:
+  * ``torch.set_num_threads`` (``set_cpu_threads``, CPU devices): ``config.threads``, else every
+    core unless OMP_NUM_THREADS is set. Affects every torch user in the process.
+  * glibc ``mallopt`` thresholds (``torch_backend.keep_freed_memory``, torch backend on CPU):
+    freed activation memory stays mapped for the next pass instead of being page-faulted in again.
+  * ``torch._dynamo.config.recompile_limit`` raised to >= 64 (``TorchBackend.enable_compile``).
+Inductor options (freezing, CUDA graphs) are scoped to the compiled calls; nothing else is global.
 """
 
 from __future__ import annotations
@@ -16,8 +28,9 @@ from indicf5_fast.errors import BackendUnavailableError, InputError
 
 class Backend(ABC):
     name: str = "base"
-    device: torch.device = torch.device("cpu")
-    dtype: torch.dtype = torch.float32
+    device: torch.device = torch.device("cpu")  # where velocity's inputs and outputs live
+    dtype: torch.dtype = torch.float32  # compute dtype (inputs/outputs stay float32)
+    frame_bucket: int = 1  # > 1: the engine pads frames to a multiple (with a mask) for graph reuse
 
     @abstractmethod
     def text_embed(self, tokens: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
@@ -40,8 +53,12 @@ class Backend(ABC):
     def vocode(self, mel: torch.Tensor) -> torch.Tensor:
         """mel: [b, 100, n] float32 -> wave [b, (n - 1) * 256] float32."""
 
-    def warmup(self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,)) -> None:  # noqa: B027
-        """Compile / build every shape that will be used (no-op where nothing is compiled)."""
+    def warmup(  # noqa: B027
+        self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,), cfg_free: bool = False
+    ) -> None:
+        """Compile / build every shape that will be used (no-op where nothing is compiled):
+        DiT batch 2b (CFG) for each request batch size b at each frame length, and also b when
+        ``cfg_free`` (CFG truncation or cfg_strength 0)."""
 
     def describe(self) -> dict:
         return {
@@ -100,7 +117,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def set_cpu_threads(threads: int | None) -> None:
-    """Use the physical cores by default (hyper-threads slow GEMMs down)."""
+    """``torch.set_num_threads`` for the whole process (see the module docstring): ``threads``, or
+    every core unless OMP_NUM_THREADS says otherwise."""
     if threads:
         torch.set_num_threads(threads)
     elif os.environ.get("OMP_NUM_THREADS") is None:

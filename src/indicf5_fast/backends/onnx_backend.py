@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 from indicf5_fast.backends.base import Backend
-from indicf5_fast.errors import BackendUnavailableError, InputError
+from indicf5_fast.backends.onnx_common import GraphBackend, exported_graphs, physical_cores
+from indicf5_fast.config import HOP_LENGTH
+from indicf5_fast.errors import BackendUnavailableError, InputError, require
 
 if TYPE_CHECKING:
     from indicf5_fast.config import EngineConfig
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
     from indicf5_fast.model.dit import DiT
     from indicf5_fast.model.vocos import Vocos
 
-HOP = 256
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GPU_PROVIDERS = (CUDA, TRT)
 PROVIDER_ALIASES = {
@@ -123,26 +124,6 @@ def stream_accepted(session, provider: str, handle: int) -> bool:
     return str(opts.get("has_user_compute_stream", "0")).lower() in ("1", "true")
 
 
-def physical_cores() -> int:
-    """Physical cores this process may use (hyper-threads slow ORT's GEMMs down)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores: set[tuple[str, str]] = set()
-    try:
-        phys = core = ""
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "physical id":
-                    phys = value.strip()
-                elif key == "core id":
-                    core = value.strip()
-                    cores.add((phys, core))
-    except OSError:
-        pass
-    return max(1, min(usable, len(cores) or usable))
-
-
 def resolve_providers(requested: list[str] | None, device: torch.device, available: list[str]) -> list[str]:
     """``--providers`` (aliases cpu, cuda, tensorrt/trt, ...) or the device's default -> ORT
     provider names, best first, CPU last as the fallback for nodes a GPU EP cannot take."""
@@ -187,7 +168,7 @@ def pick_variant(dtype: str, providers: list[str]) -> str:
 
 
 def session_options(threads: int, gpu: bool):
-    import onnxruntime as ort
+    ort = require("onnxruntime", "onnx", "backend onnx")
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -219,7 +200,7 @@ def trt_profile(io: dict, max_batch: int, max_frames: int, opt_frames: int, opt_
     return out
 
 
-class OnnxBackend(Backend):
+class OnnxBackend(GraphBackend):
     name = "onnx"
 
     def __init__(
@@ -238,7 +219,7 @@ class OnnxBackend(Backend):
         attention_budget_bytes: int = ATTENTION_BUDGET_BYTES,
         stream_order: StreamOrder | None = None,
     ):
-        import onnxruntime as ort
+        ort = require("onnxruntime", "onnx", "backend onnx")
 
         self.onnx_dir, self.manifest, self.device = Path(onnx_dir), manifest, device
         self.variant = manifest["variant"]
@@ -391,21 +372,7 @@ class OnnxBackend(Backend):
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor) -> torch.Tensor:
         b, _, n = mel.shape
-        return self._run("vocoder", {"mel": mel.to(torch.float32)}, (b, max(0, n - 1) * HOP))
-
-    def warmup(
-        self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,), cfg_free: bool | None = None
-    ) -> None:
-        """One pass per (length, batch) (CFG rows 2b, and b when ``cfg_free``): builds TensorRT
-        engines (cached on disk) and sizes the memory arenas before the first request."""
-        dev = self.device
-        for n in sorted(set(frame_lengths)):
-            emb = self.text_embed(torch.zeros(2, n, dtype=torch.int64), torch.tensor([False, True]))
-            for b in batch_sizes:
-                for rows in (2 * b, b) if cfg_free else (2 * b,):
-                    x = torch.zeros(rows, n, 100, device=dev)
-                    self.velocity(x, x, emb[:1].expand(rows, -1, -1), torch.zeros(rows, device=dev), None)
-            self.vocode(torch.zeros(1, 100, n, device=dev))
+        return self._run("vocoder", {"mel": mel.to(torch.float32)}, (b, max(0, n - 1) * HOP_LENGTH))
 
     def describe(self) -> dict:
         return {
@@ -431,26 +398,12 @@ def _writable(path: Path, manifest_key: str) -> Path:
 def create_onnx_backend(
     config: EngineConfig, ckpt: Checkpoint, dit: DiT, vocos: Vocos, device: torch.device
 ) -> Backend:
-    """backend "onnx" (ONNX Runtime) or "openvino". Uses ``config.onnx_dir`` if given, else
-    exports next to the checkpoint once (``ensure_onnx_export``) and reuses it afterwards."""
-    if config.backend == "openvino":
-        from indicf5_fast.backends.openvino_backend import create_openvino_backend
-
-        return create_openvino_backend(config, ckpt, dit, vocos, device)
-    import onnxruntime as ort  # ImportError -> BackendUnavailableError in create_backend
-
-    from indicf5_fast.export.onnx import check_manifest, ensure_onnx_export, read_manifest
-
+    """backend "onnx" (ONNX Runtime) on ``config.onnx_dir``, else on the export next to the
+    checkpoint (made once, reused afterwards)."""
+    ort = require("onnxruntime", "onnx", "backend onnx")  # before a possibly long export
     providers = resolve_providers(config.providers, device, ort.get_available_providers())
     variant = pick_variant(config.dtype, providers)
-    if config.onnx_dir:
-        onnx_dir = Path(config.onnx_dir)
-    else:
-        onnx_dir = ensure_onnx_export(
-            ckpt.source, fp16=variant == "fp16", checkpoint=ckpt, modules=(dit, vocos)
-        )
-    manifest = read_manifest(onnx_dir)
-    check_manifest(manifest, ckpt, onnx_dir)
+    onnx_dir, manifest = exported_graphs(config, ckpt, dit, vocos, fp16=variant == "fp16")
     return OnnxBackend(
         onnx_dir,
         manifest,

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from indicf5_fast.backends.base import Backend, cpu_has_fast_bf16
-from indicf5_fast.backends.onnx_backend import HOP, physical_cores
-from indicf5_fast.errors import BackendUnavailableError, InputError
+from indicf5_fast.backends.onnx_common import GraphBackend, exported_graphs, physical_cores
+from indicf5_fast.config import HOP_LENGTH
+from indicf5_fast.errors import BackendUnavailableError, InputError, require
 
 if TYPE_CHECKING:
     from indicf5_fast.config import EngineConfig
@@ -37,16 +38,11 @@ def inference_precision(dtype: str) -> str:
     )
 
 
-class OpenVINOBackend(Backend):
+class OpenVINOBackend(GraphBackend):
     name = "openvino"
 
     def __init__(self, onnx_dir: Path, manifest: dict, precision: str, threads: int | None = None):
-        try:
-            import openvino as ov
-        except ImportError as e:
-            raise BackendUnavailableError(
-                f"backend openvino needs its extra: pip install 'indicf5-fast[openvino]' ({e})"
-            ) from e
+        ov = require("openvino", "openvino", "backend openvino")
         self.onnx_dir, self.manifest, self.precision = Path(onnx_dir), manifest, precision
         self.device = torch.device("cpu")
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -101,15 +97,7 @@ class OpenVINOBackend(Backend):
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor) -> torch.Tensor:
         wave = self._run("vocoder", {"mel": mel.float()})
-        return wave.reshape(mel.shape[0], max(0, mel.shape[-1] - 1) * HOP)
-
-    def warmup(self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,)) -> None:
-        for n in sorted(set(frame_lengths)):
-            emb = self.text_embed(torch.zeros(2, n, dtype=torch.int64), torch.tensor([False, True]))
-            for b in batch_sizes:
-                x = torch.zeros(2 * b, n, 100)
-                self.velocity(x, x, emb[:1].expand(2 * b, -1, -1), torch.zeros(2 * b), None)
-            self.vocode(torch.zeros(1, 100, n))
+        return wave.reshape(mel.shape[0], max(0, mel.shape[-1] - 1) * HOP_LENGTH)
 
     def describe(self) -> dict:
         return {
@@ -124,21 +112,9 @@ class OpenVINOBackend(Backend):
 def create_openvino_backend(
     config: EngineConfig, ckpt: Checkpoint, dit: DiT, vocos: Vocos, device: torch.device
 ) -> Backend:
-    from indicf5_fast.export.onnx import check_manifest, ensure_onnx_export, read_manifest
-
     if device.type != "cpu" and config.device not in (None, "", "auto"):
         raise BackendUnavailableError("backend openvino runs on the CPU here (use --device cpu)")
     precision = inference_precision(config.dtype)
-    try:
-        import openvino  # noqa: F401  (fail before a possibly long export)
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"backend openvino needs its extra: pip install 'indicf5-fast[openvino]' ({e})"
-        ) from e
-    if config.onnx_dir:
-        onnx_dir = Path(config.onnx_dir)
-    else:
-        onnx_dir = ensure_onnx_export(ckpt.source, checkpoint=ckpt, modules=(dit, vocos))
-    manifest = read_manifest(onnx_dir)
-    check_manifest(manifest, ckpt, onnx_dir)
+    require("openvino", "openvino", "backend openvino")  # fail before a possibly long export
+    onnx_dir, manifest = exported_graphs(config, ckpt, dit, vocos)
     return OpenVINOBackend(onnx_dir, manifest, precision, threads=config.threads)

@@ -26,8 +26,10 @@ Speed levers (all exact up to the dtype's rounding):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -181,6 +183,22 @@ def pad_pass(
     return grow(x), grow(cond), grow(text_emb), t.contiguous(), grow(mask, False)
 
 
+class GraphThread:
+    """The one thread every compiled CUDA-graph pass runs on. torch keeps CUDA graphs (cudagraph
+    trees) and their memory pool per thread: passes from the server's worker, Triton's model
+    threads and pipelined streams would each record (and hold memory for) their own set. A call
+    from another thread is handed over (~tens of microseconds per DiT pass)."""
+
+    def __init__(self, name: str = "indicf5-cudagraphs"):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.ident = self._pool.submit(threading.get_ident).result()
+
+    def call(self, fn, *args):
+        if threading.get_ident() == self.ident:
+            return fn(*args)
+        return self._pool.submit(fn, *args).result()
+
+
 def raise_recompile_limit(limit: int, config=None) -> int:
     """Make sure dynamo may keep ``limit`` graphs per function. The option is
     ``recompile_limit`` from torch 2.7 and ``cache_size_limit`` before (pyproject admits
@@ -214,7 +232,8 @@ def warmup_shapes(
     """Every (rows, frames, masked) DiT pass a run with these request lengths and batch sizes
     makes. CFG passes have 2·b rows, CFG-free ones (cfg_strength 0, CFG truncation) b rows.
     CUDA graphs: every request batch bucket up to max(batch_sizes) (1, 2, 4, 8, ...), rows and
-    frames bucketed as ``_forward`` pads them (always masked). CPU: frames padded to a
+    frames bucketed as ``_forward`` pads them (always masked); CFG-free passes always included
+    (their row buckets are among the CFG ones: no extra shape). CPU: frames padded to a
     ``frame_bucket`` multiple, masked when padded or batched (as the engine)."""
     shapes: set[tuple[int, int, bool]] = set()
     if cuda_graphs:
@@ -222,7 +241,7 @@ def warmup_shapes(
         sizes = sorted({1 << k for k in range(top.bit_length()) if 1 << k <= top} | {top})
         for n in frame_lengths:
             for b in sizes:
-                for rows in (2 * b, b) if cfg_free else (2 * b,):
+                for rows in (2 * b, b):
                     shapes.add((row_bucket(rows), frame_bucket_for(int(n), buckets), True))
         return sorted(shapes)
     for n in frame_lengths:
@@ -266,6 +285,7 @@ class TorchBackend(Backend):
         self.frame_buckets: tuple[int, ...] = ()  # compiled CUDA: geometric buckets (pads here)
         self.compiles = 0  # graphs built by torch.compile so far (tests assert no recompiles)
         self._compiled = None
+        self._graph_thread: GraphThread | None = None  # compiled CUDA: where every pass runs
         self._inductor_patches: dict = {}
         self._built: set[tuple] = set()  # compiled graph keys (see _forward)
         self._lock = threading.Lock()  # first calls only: compiling, prepacking
@@ -297,6 +317,7 @@ class TorchBackend(Backend):
         # every graph key the forward can produce must fit, else requests fail past the limit
         raise_recompile_limit(graph_budget(self.device.type, max_batch) + 4)
         if cuda:
+            self._graph_thread = GraphThread()
             self.frame_bucket = 1  # the engine pads nothing; _forward pads to the buckets
             self.frame_buckets = frame_buckets(self.dit.args.text_pos_max)
             # cudagraph trees warn past N recorded shapes per graph: we expect up to this many
@@ -327,6 +348,8 @@ class TorchBackend(Backend):
                         prepack_linears_(self.dit)
                         self._prepack = False
             return self.dit(x, cond, text_emb, t, mask)
+        if self._graph_thread is not None and threading.get_ident() != self._graph_thread.ident:
+            return self._graph_thread.call(self._forward_on_graph_thread, x, cond, text_emb, t, mask)
         # graphs are guarded on the dispatch keys: keep every input an inference tensor
         x, cond, text_emb, t, mask = (
             z if z is None or z.is_inference() else z.clone() for z in (x, cond, text_emb, t, mask)
@@ -345,6 +368,12 @@ class TorchBackend(Backend):
                 out = self._call_compiled(x, cond, text_emb, t, mask, bias)
                 self._built.add(key)
         return out[:rows, :n]
+
+    def _forward_on_graph_thread(self, x, cond, text_emb, t, mask):
+        # grad mode and the current device are per thread: set them as the caller had them
+        device = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+        with torch.inference_mode(), device:
+            return self._forward(x, cond, text_emb, t, mask)
 
     def _graph_key(self, rows: int, n: int, masked: bool) -> tuple:
         """Which compiled graph a call uses. CUDA: rows and frames dynamic, one graph (two past
@@ -396,14 +425,14 @@ class TorchBackend(Backend):
         return self.vocos.head(h.float()).float()
 
     def warmup_plan(
-        self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,), cfg_free: bool | None = None
+        self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,), cfg_free: bool = False
     ) -> list[tuple[int, int, bool]]:
         """The (rows, frames, masked) DiT passes ``warmup`` runs (see ``warmup_shapes``)."""
         cuda_graphs = self.compiled and self.device.type == "cuda"
         return warmup_shapes(
             [int(n) for n in frame_lengths],
             tuple(batch_sizes),
-            cuda_graphs if cfg_free is None else cfg_free,
+            cfg_free,
             cuda_graphs=cuda_graphs,
             frame_bucket=self.frame_bucket,
             buckets=self.frame_buckets,
@@ -411,12 +440,12 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def warmup(
-        self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,), cfg_free: bool | None = None
+        self, frame_lengths: list[int], batch_sizes: tuple[int, ...] = (1,), cfg_free: bool = False
     ) -> None:
         """Build every graph a run will use: for each request batch size b the CFG pass
-        (DiT batch 2b; also b when ``cfg_free`` — CFG truncation or cfg_strength 0; default: on
-        for compiled CUDA, where it costs no compile) at each frame length, padded as the
-        engine and ``_forward`` pad it (``warmup_plan``). Compiled CUDA: every request batch
+        (DiT batch 2b; also b when ``cfg_free`` — CFG truncation or cfg_strength 0; always on
+        compiled CUDA, where it adds no shape) at each frame length, padded as the engine and
+        ``_forward`` pad it (``warmup_plan``). Compiled CUDA: every request batch
         bucket up to max(batch_sizes), each shape run 3 times so its CUDA graph is recorded
         before the first request. Eager: warms oneDNN's / cuBLAS's caches. Also runs the text
         embedding and the vocoder once."""

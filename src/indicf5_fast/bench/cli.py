@@ -4,6 +4,7 @@
   indicf5-fast bench --demo                                       # ~2 min: three rows, as ratios
   indicf5-fast bench --dtypes float32,bfloat16 --compile off,on --steps 32:uniform,7:epss \\
       --seconds 2,4 --repeats 3 --output-dir artifacts/bench    # the full grid
+  indicf5-fast bench --stream --output-dir artifacts/bench-stream  # TTFA: chunking off vs on
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from indicf5_fast.errors import InputError
+from indicf5_fast.config import add_config_args, config_from_args
+from indicf5_fast.errors import InputError, require
 
 # import-light on purpose: torch and the engine are imported inside run()
 
+# engine fields the bench exposes, with the bench's own defaults (CPU graphs are dynamic in
+# length when compiled: a small frame bucket is enough)
+ENGINE_DEFAULTS = {"device": "cpu", "frame_bucket": 16}
 # one sentence (one text chunk, ~2.5 s of speech) for --ttfa
 TTFA_SENTENCE = "नमस्ते, आज मौसम बहुत अच्छा है और हम बाज़ार जा रहे हैं।"
 
@@ -55,7 +60,7 @@ def add_parser(subparsers) -> None:
         default=None,
         help="NFE:schedule list for upstream (default: 32:uniform + --steps)",
     )
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (ours and upstream alike)")
+    add_config_args(p, only=("device", "threads", "frame_bucket"), defaults=ENGINE_DEFAULTS)
     p.add_argument(
         "--upstream-dtype",
         default="auto",
@@ -68,19 +73,26 @@ def add_parser(subparsers) -> None:
         help="also time to first audio of one streamed sentence per configuration (upstream: whole)",
     )
     p.add_argument("--ttfa-text", default=None, help="the sentence for --ttfa (default: a Hindi one)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument(
-        "--frame-bucket",
-        type=int,
-        default=16,
-        help="frame padding multiple when compiled (CPU graphs are dynamic in length: keep it small)",
-    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="one length, the headline configurations (< 5 min)")
     p.add_argument(
         "--demo",
         action="store_true",
         help="~2 min: upstream fp32 vs ours bf16 (NFE 32) vs ours bf16 fast preset",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="streaming mode: TTFA, total and stall seconds of short/long/paragraph texts, chunking "
+        "policy off (IndicF5's) vs on (latency-aware), in one run (first --dtypes/--steps/--compile "
+        "entry; default auto dtype, 7:epss, off)",
+    )
+    p.add_argument("--kinds", default=None, help="--stream: comma list of short, long, paragraph")
+    p.add_argument(
+        "--first-chunk-nfe",
+        type=int,
+        default=5,
+        help="--stream: steps of the progressive-first-chunk row (0 = no such row)",
     )
     p.add_argument("--output-json", default=None, help="write the full results here")
     p.add_argument("--output-dir", default=None, help="write bench.json, bench.md and bench.png here")
@@ -180,6 +192,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats is not None and args.repeats < 1:
         raise InputError("--repeats must be >= 1", "repeats")
+    if getattr(args, "stream", False):
+        return run_stream(args)
+    if args.output_dir:  # bench.png: fail now, not after the benchmark
+        require("matplotlib", "bench", "bench plots (--output-dir writes bench.png)")
+    engine = config_from_args(args, defaults=ENGINE_DEFAULTS)
     configs, seconds, repeats = build_configs(args)
     if args.no_upstream:
         configs = [c for c in configs if c.backend != "upstream"]
@@ -190,9 +207,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=seconds,
         repeats=repeats,
         seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        frame_bucket=args.frame_bucket,
+        engine=engine,
         ttfa_text=(args.ttfa_text or TTFA_SENTENCE) if args.ttfa else None,
         extra={
             "mode": mode,
@@ -223,6 +238,55 @@ def run(args: argparse.Namespace) -> int:
     print(console_table(results))
     if args.demo:
         print(summary(results))
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    out_json = Path(args.output_json) if args.output_json else None
+    for path in write_outputs(results, out_dir, out_json):
+        print(f"wrote {path}")
+    return 0
+
+
+def stream_plan(args: argparse.Namespace):
+    """The streaming bench's plan from the shared flags (first entry of each list)."""
+    from indicf5_fast.bench.streaming import TEXTS, StreamPlan
+
+    kinds = _split(args.kinds or ",".join(TEXTS))
+    bad = set(kinds) - set(TEXTS)
+    if bad:
+        raise InputError(f"--kinds: unknown {sorted(bad)} (short, long, paragraph)", "kinds")
+    nfe, schedule = _steps(args.steps or "7:epss")[0]
+    if args.first_chunk_nfe is not None and args.first_chunk_nfe < 0:
+        raise InputError("--first-chunk-nfe must be >= 0", "first_chunk_nfe")
+    return StreamPlan(
+        model_dir=ensure_model(args),
+        kinds=kinds,
+        dtype=_split(args.dtypes or "auto")[0],
+        device=args.device,
+        compile=_split(args.compile or "off")[0] == "on",
+        nfe_step=nfe,
+        schedule=schedule,
+        first_chunk_nfe=args.first_chunk_nfe or None,
+        repeats=args.repeats or 2,
+        seed=args.seed,
+        threads=args.threads,
+        extra={
+            "command": " ".join(["indicf5-fast", *sys.argv[sys.argv.index("bench") :]])
+            if "bench" in sys.argv
+            else ""
+        },
+    )
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    from indicf5_fast.bench.streaming import markdown, run_stream_plan, write_outputs
+
+    plan = stream_plan(args)
+
+    def progress(msg: str) -> None:
+        if not args.no_progress:
+            print(f"[bench --stream] {msg}", file=sys.stderr, flush=True)
+
+    results = run_stream_plan(plan, progress)
+    print(markdown(results))
     out_dir = Path(args.output_dir) if args.output_dir else None
     out_json = Path(args.output_json) if args.output_json else None
     for path in write_outputs(results, out_dir, out_json):

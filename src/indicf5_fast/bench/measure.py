@@ -16,15 +16,20 @@ import numpy as np
 import torch
 
 from indicf5_fast.backends.base import Backend
+from indicf5_fast.config import SAMPLE_RATE
 
 
 class StageTimer(Backend):
-    """Transparent timing proxy around a backend (attributes such as frame_bucket pass through)."""
+    """Transparent timing proxy around a backend: the whole Backend contract is the inner one's."""
 
     def __init__(self, inner: Backend):
         self.inner = inner
         self.name, self.device, self.dtype = inner.name, inner.device, inner.dtype
         self.reset()
+
+    @property
+    def frame_bucket(self) -> int:  # a property: enable_compile may change the inner one later
+        return self.inner.frame_bucket
 
     def __getattr__(self, item):  # only called for attributes not found on the proxy
         return getattr(self.__dict__["inner"], item)
@@ -53,8 +58,8 @@ class StageTimer(Backend):
         self.mels.append(mel.detach().float().cpu())
         return self._timed("vocoder", self.inner.vocode, mel)
 
-    def warmup(self, frame_lengths, batch_sizes=(1,)):
-        return self.inner.warmup(frame_lengths, batch_sizes)
+    def warmup(self, frame_lengths, batch_sizes=(1,), cfg_free=False):
+        return self.inner.warmup(frame_lengths, batch_sizes, cfg_free)
 
     def describe(self) -> dict:
         return self.inner.describe()
@@ -137,7 +142,7 @@ def run_ours(tts, ref_audio: str | Path, ref_text: str, text: str, seed: int, **
     stages = {"frontend": t1 - t0, **timer.times}
     stages["other"] = max(0.0, (t2 - t1) - sum(timer.times.values()))
     mel = torch.cat([m[0].t() for m in timer.mels]).numpy() if timer.mels else np.zeros((0, 100))
-    return RunResult(t2 - t0, stages, len(wave) / 24_000, mem.mb, mem.delta_mb, timer.passes, mel)
+    return RunResult(t2 - t0, stages, len(wave) / SAMPLE_RATE, mem.mb, mem.delta_mb, timer.passes, mel)
 
 
 def run_upstream(
@@ -157,7 +162,7 @@ def run_upstream(
     stages = {**out.stages, "frontend": (t1 - t0) + out.stages["frontend"]}
     stages["other"] = max(0.0, (t2 - t0) - sum(stages.values()))
     return RunResult(
-        t2 - t0, stages, out.wave.shape[-1] / 24_000, mem.mb, mem.delta_mb, out.passes, out.mel.numpy()
+        t2 - t0, stages, out.wave.shape[-1] / SAMPLE_RATE, mem.mb, mem.delta_mb, out.passes, out.mel.numpy()
     )
 
 

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from indicf5_fast.errors import require
+
 
 def _f(x, fmt: str = ".2f", none: str = "–") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -130,13 +132,9 @@ def summary(results: dict) -> str:
 
 def plot(results: dict, path: Path) -> Path | None:
     """Bar chart: speedup vs upstream (NFE 32) per configuration, one group per length."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    matplotlib = require("matplotlib", "bench", "bench plots")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     rows = [r for r in results["rows"] if r["speedup_vs_upstream_default"] is not None]
     if not rows:
         return None

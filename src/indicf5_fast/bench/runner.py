@@ -21,6 +21,7 @@ import torch
 
 from indicf5_fast.bench.flops import dit_forward_flops, matmul_gflops
 from indicf5_fast.bench.measure import RunResult, mel_fidelity, run_ours, run_upstream, ttfa_ours
+from indicf5_fast.config import HOP_LENGTH, SAMPLE_RATE, EngineConfig
 
 DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 # Hindi sentences for the generated text; words are taken in order until the planned output
@@ -60,16 +61,19 @@ class Plan:
     seconds: list[float]  # target lengths of generated speech
     repeats: int = 3
     seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    frame_bucket: int = 16
+    # every engine of ours = this config with the configuration's backend, dtype and compile
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(device="cpu", frame_bucket=16))
     ttfa_text: str | None = None  # time to first audio of this sentence per configuration
     extra: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return self.engine.device
 
 
 def text_for_seconds(tts, voice, seconds: float) -> str:
     """Words of PASSAGE, in order, until the planned generated audio reaches ``seconds``."""
-    words, target = PASSAGE.split(), seconds * 24_000 / 256
+    words, target = PASSAGE.split(), seconds * SAMPLE_RATE / HOP_LENGTH
     ref_bytes = len(voice.text.encode("utf-8"))
     out: list[str] = []
     for w in words * 8:
@@ -133,7 +137,7 @@ class Engines:
         return self.engines.get(key)
 
     def _load(self, backend: str, dtype: str, compile_: bool):
-        import indicf5_fast
+        from indicf5_fast.engine import TTS
         from indicf5_fast.model.checkpoint import load_checkpoint
 
         p = self.plan
@@ -146,11 +150,9 @@ class Engines:
             return UpstreamPipeline(
                 load_checkpoint(p.model_dir), device=p.device, dtype=getattr(torch, dtype)
             )
-        common = {"device": p.device, "dtype": dtype, "threads": p.threads}
+        base = p.engine.replace(model=str(p.model_dir), dtype=dtype)
         if backend == "torch":
-            return indicf5_fast.load(
-                str(p.model_dir), backend="torch", compile=compile_, frame_bucket=p.frame_bucket, **common
-            )
+            return TTS.from_config(base.replace(backend="torch", compile=compile_))
         # onnx-int8: the ONNX Runtime backend on the dynamically quantized export (fp32 activations)
         quantize = "int8" if backend == "onnx-int8" else None
         if quantize not in self._onnx_dirs:
@@ -158,9 +160,7 @@ class Engines:
 
             self._onnx_dirs[quantize] = Path(ensure_onnx_export(p.model_dir, out_dir=None, quantize=quantize))
         runtime = "onnx" if backend == "onnx-int8" else backend
-        return indicf5_fast.load(
-            str(p.model_dir), backend=runtime, onnx_dir=str(self._onnx_dirs[quantize]), **common
-        )
+        return TTS.from_config(base.replace(backend=runtime, onnx_dir=str(self._onnx_dirs[quantize])))
 
 
 def rss_mb() -> float:
@@ -309,7 +309,7 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
         "dit_args": dit_args.to_dict(),
         "seed": plan.seed,
         "repeats": plan.repeats,
-        "frame_bucket": plan.frame_bucket,
+        "frame_bucket": plan.engine.frame_bucket,
         "load_s": load_s,
         "reference_seconds": voice.seconds,
         "matmul_peak_gflops": peak,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from indicf5_fast.errors import BackendUnavailableError, CheckpointError
+from indicf5_fast.errors import CheckpointError, require
 from indicf5_fast.model.dit import DiT
 from indicf5_fast.model.vocos import Vocos
 
@@ -258,12 +259,8 @@ def quantize_velocity_int8(src: Path, dst: Path) -> None:
     """ONNX Runtime dynamic int8 quantization of the DiT's MatMul/Gemm weights (activations are
     quantized per call). ``src`` and ``dst`` must live in different directories: both use the
     ``<name>.onnx.data`` external-data file name."""
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"int8 quantization needs onnxruntime: pip install 'indicf5-fast[onnx]' ({e})"
-        ) from e
+    quantization = require("onnxruntime.quantization", "onnx", "int8 quantization")
+    QuantType, quantize_dynamic = quantization.QuantType, quantization.quantize_dynamic
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_dynamic warns about optional pre-processing
@@ -282,21 +279,14 @@ def quantize_velocity_int8(src: Path, dst: Path) -> None:
 
 def _cpu_runner(path: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     """Run a graph on the CPU with ONNX Runtime, else OpenVINO (an ``[openvino]``-only install)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        ort = None
-    if ort is not None:
+    what = "checking the exported graphs (onnxruntime, or openvino)"
+    if importlib.util.find_spec("onnxruntime") is not None:
+        ort = require("onnxruntime", "onnx", what)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return lambda feeds: sess.run(None, feeds)[0]
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise BackendUnavailableError(
-            "checking the exported graphs needs onnxruntime or openvino: pip install 'indicf5-fast[onnx]'"
-        ) from e
+    ov = require("openvino", "onnx", what)
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda feeds: np.asarray(compiled(feeds)[compiled.output(0)])

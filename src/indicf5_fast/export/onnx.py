@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from indicf5_fast.errors import CheckpointError, InputError
+from indicf5_fast.errors import CheckpointError, InputError, require
 
 if TYPE_CHECKING:
     from indicf5_fast.model.checkpoint import Checkpoint
@@ -183,6 +183,8 @@ def export_onnx(
     opset = int(opset or eg.DEFAULT_OPSET)
     if not 17 <= opset <= 23:
         raise InputError(f"opset must be in 17..23, got {opset}", "opset")
+    for module in ("onnx", "onnxscript"):  # torch's dynamo exporter; fail before loading anything
+        require(module, "onnx", "ONNX export")
     ckpt = checkpoint or load_checkpoint(model, flavour=flavour, vocab=vocab, vocoder=vocoder)
     dit, vocos = modules or ckpt.build()
     out = Path(out_dir) if out_dir else default_export_dir(ckpt.source, fp16, quantize)

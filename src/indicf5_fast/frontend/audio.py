@@ -1,12 +1,13 @@
 """Audio in and out: reading, resampling, reference loudness, IndicF5's reference clipping, chunk
-joining, post-processing and encoding. numpy / torch / soundfile only (no torchaudio, librosa, pydub).
+joining, post-processing and encoding. numpy / torch / soundfile (+ PyAV, optional, for m4a/AAC,
+mp4 and webm/Opus references); no torchaudio, librosa, pydub.
 
 Upstream facts reproduced here (F5-TTS `utils_infer.py`, IndicF5 fork):
 - reference: mono = mean of channels; `rms = sqrt(mean(x²))`, scaled up to 0.1 if quieter, *then*
   resampled to 24 kHz with `torchaudio.transforms.Resample` (Hann-windowed sinc, width 6, rolloff 0.99);
 - chunks are joined with a 0.15 s linear cross-fade;
 - the output is written as 16-bit PCM by libsndfile (round(x·2³¹) >> 16, i.e. ≈ floor(x·32768)).
-The pydub-based silence rules live in `audio_silence.py` and are re-exported here.
+The pydub-based silence rules live in `frontend/silence.py` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ import io
 import math
 import os
 import struct
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from indicf5_fast.config import HOP_LENGTH, SAMPLE_RATE
 from indicf5_fast.errors import AudioError, InputError
 from indicf5_fast.frontend.silence import prepare_reference_audio, remove_long_silences
 
-SAMPLE_RATE = 24000
-HOP_LENGTH = 256
-
 __all__ = [
+    "MAX_DECODE_SECONDS",
+    "AudioInfo",
     "HOP_LENGTH",
     "SAMPLE_RATE",
     "cross_fade_join",
@@ -37,7 +39,9 @@ __all__ = [
     "postprocess_indicf5",
     "prepare_reference_audio",
     "prepare_reference_text",
+    "probe_audio",
     "read_audio",
+    "read_reference",
     "remove_long_silences",
     "resample",
     "to_int16",
@@ -51,44 +55,183 @@ _SILENT_RMS = 1e-8
 
 # ----------------------------------------------------------------------------- reading
 
+MAX_DECODE_SECONDS = 600.0  # references are clipped to 15 s; nothing longer is decoded by default
+# PyAV containers accepted (FFmpeg's names): phone recordings (m4a / mp4 / 3gp, AAC), browser
+# captures (webm / Opus), raw ADTS AAC, Ogg. Everything else stays libsndfile's job, so random
+# bytes FFmpeg might half-recognise are not decoded as noise.
+_AV_FORMATS = {
+    "mov": "M4A",
+    "mp4": "M4A",
+    "m4a": "M4A",
+    "3gp": "M4A",
+    "webm": "WEBM",
+    "aac": "AAC",
+    "ogg": "OGG",
+}
+_EXPECTED = "WAV/FLAC/OGG/MP3, or M4A/AAC, MP4, WebM/Opus"
 
-def read_audio(src: str | os.PathLike | bytes | BinaryIO, *, mono: bool = True) -> tuple[np.ndarray, int]:
-    """Decode WAV / FLAC / OGG (any subtype soundfile knows) → (float32 wave, sample rate).
+
+@dataclass(frozen=True)
+class AudioInfo:
+    format: str  # libsndfile's name (WAV, FLAC, OGG, MP3 ...) or M4A / WEBM / AAC (PyAV)
+    seconds: float  # duration; when ``complete`` is False, only what was decoded before the limit
+    sample_rate: int
+    complete: bool = True  # False: longer than the limit given to probe_audio
+
+
+def read_audio(
+    src: str | os.PathLike | bytes | BinaryIO,
+    *,
+    mono: bool = True,
+    max_seconds: float | None = MAX_DECODE_SECONDS,
+) -> tuple[np.ndarray, int]:
+    """Decode a reference → (float32 wave, sample rate). libsndfile first (WAV / FLAC / OGG / MP3,
+    any subtype it knows), then PyAV for m4a/AAC, mp4, webm/Opus (the ``audio`` extra).
 
     mono=True: [n], the mean of the channels (as upstream, computed like `torch.mean(dim=0)`).
     mono=False: [channels, n] (what pydub sees, for `prepare_reference_audio` on multichannel input).
-    Every failure is an AudioError with a one-line reason.
+    max_seconds: longer audio is an error, found before (libsndfile) or while (PyAV) decoding, so
+    a small compressed file cannot expand to gigabytes. Every failure is a one-line AudioError.
     """
-    if isinstance(src, (str, os.PathLike)):
-        name = os.fspath(src)
-        if not os.path.isfile(name):
-            raise AudioError(f"reference audio file not found: {name}")
-        source: object = name
-    elif isinstance(src, (bytes, bytearray, memoryview)):
-        if len(src) == 0:
-            raise AudioError("reference audio is empty (0 bytes)")
-        source = io.BytesIO(bytes(src))
-    elif hasattr(src, "read"):
-        source = src
-    else:
-        raise AudioError(f"unsupported audio source type {type(src).__name__}")
-    try:
-        data, sr = sf.read(source, dtype="float32", always_2d=True)  # [n, channels]
-    except (sf.SoundFileError, OSError, RuntimeError, TypeError, ValueError, EOFError) as e:
-        # LibsndfileError.error_string is libsndfile's reason without the repr of our BytesIO
-        reason = getattr(e, "error_string", None) or str(e).strip() or type(e).__name__
-        raise AudioError(f"could not decode reference audio (WAV/FLAC/OGG expected): {reason}") from None
+    source = _source(src)
+    chans, sr, complete = _decode(source, max_seconds)
+    if not complete:
+        raise AudioError(f"reference audio is longer than {max_seconds:g} s")
     if not _MIN_SR <= sr <= _MAX_SR:
         raise AudioError(f"reference audio has an invalid sample rate: {sr} Hz")
-    if data.shape[0] == 0 or data.shape[1] == 0:
+    if chans.shape[0] == 0 or chans.shape[1] == 0:
         raise AudioError("reference audio is empty (0 samples)")
-    if not np.isfinite(data).all():
+    if not np.isfinite(chans).all():
         raise AudioError("reference audio contains NaN or infinite samples")
-    chans = np.ascontiguousarray(data.T)  # [c, n], torchaudio.load's layout
     if not mono:
         return chans, int(sr)
     # torch.mean over the channel axis, the exact op upstream runs on torchaudio.load's output
     return torch.from_numpy(chans).mean(dim=0).numpy(), int(sr)
+
+
+def read_reference(ref_audio, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Any reference the engines accept -> (float32 mono wave [n], sample rate).
+
+    ``ref_audio``: a path, file bytes or a file object (decoded by ``read_audio``); a numpy array
+    or torch tensor [n], or [channels, n] / [n, channels] (the shorter axis is the channels; mixed
+    to mono by their mean), at ``sample_rate`` (default 24 kHz); or a tuple (array, rate). Shared
+    by the in-process engine and the Triton proxy so both see the same wave.
+    """
+    if isinstance(ref_audio, tuple) and len(ref_audio) == 2:
+        ref_audio, sample_rate = ref_audio
+    if isinstance(ref_audio, torch.Tensor):
+        ref_audio = ref_audio.detach().cpu().numpy()
+    if isinstance(ref_audio, np.ndarray):
+        wave = np.asarray(ref_audio, dtype=np.float32)
+        if wave.ndim == 2:  # [channels, n] or [n, channels]: mix to mono
+            wave = wave.mean(axis=0 if wave.shape[0] < wave.shape[1] else 1)
+        if wave.ndim != 1 or wave.size == 0:
+            raise AudioError("reference audio array must be a non-empty 1-D wave")
+        if not np.isfinite(wave).all():
+            raise AudioError("reference audio contains NaN or infinite samples")
+        return wave, int(sample_rate or SAMPLE_RATE)
+    if ref_audio is None:
+        raise AudioError("reference audio is missing")
+    return read_audio(ref_audio)
+
+
+def probe_audio(data: bytes, max_seconds: float) -> AudioInfo:
+    """Container format, duration and rate of an uploaded reference, decoding at most
+    ``max_seconds`` (libsndfile formats are not decoded at all). AudioError if unreadable."""
+    source = _source(data)
+    try:
+        info = sf.info(source)
+    except Exception as e:
+        reason = getattr(e, "error_string", None) or type(e).__name__
+        source.seek(0)
+        chans, sr, complete, fmt = _decode_av(source, max_seconds, reason)
+        if chans.shape[1] == 0:
+            raise AudioError("reference audio is empty (0 samples)") from None
+        return AudioInfo(fmt, chans.shape[1] / sr, int(sr), complete)
+    seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
+    return AudioInfo(str(info.format), seconds, int(info.samplerate), seconds <= max_seconds)
+
+
+def _source(src) -> object:
+    if isinstance(src, (str, os.PathLike)):
+        name = os.fspath(src)
+        if not os.path.isfile(name):
+            raise AudioError(f"reference audio file not found: {name}")
+        return name
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise AudioError("reference audio is empty (0 bytes)")
+        return io.BytesIO(bytes(src))
+    if hasattr(src, "read"):
+        return src
+    raise AudioError(f"unsupported audio source type {type(src).__name__}")
+
+
+def _decode(source, max_seconds: float | None) -> tuple[np.ndarray, int, bool]:
+    """-> ([channels, n] float32, rate, complete). libsndfile, else PyAV."""
+    start = source.tell() if hasattr(source, "tell") else None
+    try:
+        with sf.SoundFile(source) as f:
+            sr = int(f.samplerate)
+            if max_seconds is not None and sr > 0 and f.frames > max_seconds * sr:
+                return np.zeros((1, 0), np.float32), sr, False
+            data = f.read(dtype="float32", always_2d=True)  # [n, channels]
+        return np.ascontiguousarray(data.T), sr, True  # [c, n], torchaudio.load's layout
+    except (sf.SoundFileError, OSError, RuntimeError, TypeError, ValueError, EOFError) as e:
+        # LibsndfileError.error_string is libsndfile's reason without the repr of our BytesIO
+        reason = getattr(e, "error_string", None) or str(e).strip() or type(e).__name__
+    if start is not None and hasattr(source, "seek"):
+        source.seek(start)
+    chans, sr, complete, _ = _decode_av(source, max_seconds, reason)
+    return chans, sr, complete
+
+
+def _decode_av(source, max_seconds: float | None, reason: str) -> tuple[np.ndarray, int, bool, str]:
+    """PyAV (FFmpeg) decode of the formats in _AV_FORMATS -> ([c, n] float32, rate, complete, format).
+    Stops as soon as more than ``max_seconds`` is decoded. ``reason``: libsndfile's complaint,
+    reported when the data is not one of these formats either."""
+    failed = f"could not decode reference audio ({_EXPECTED} expected)" + (f": {reason}" if reason else "")
+    try:
+        import av
+    except ImportError:
+        raise AudioError(f"{failed} (m4a/mp4/webm need PyAV: pip install 'indicf5-fast[audio]')") from None
+    try:
+        container = av.open(source, mode="r")
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
+        raise AudioError(failed) from None
+    with container:
+        fmt = next((_AV_FORMATS[n] for n in container.format.name.split(",") if n in _AV_FORMATS), None)
+        stream = next((s for s in container.streams if s.type == "audio"), None)
+        if fmt is None:
+            raise AudioError(failed)
+        if stream is None:
+            raise AudioError(f"reference audio ({fmt.lower()}) has no audio stream")
+        sr = int(stream.codec_context.sample_rate or stream.rate or 0)
+        if not _MIN_SR <= sr <= _MAX_SR:
+            raise AudioError(f"reference audio has an invalid sample rate: {sr} Hz")
+        limit = None if max_seconds is None else int(max_seconds * sr)
+        to_float = av.AudioResampler(format="fltp")  # planar float32, same rate and layout
+        pieces: list[np.ndarray] = []
+        total, complete = 0, True
+        try:
+            for frame in container.decode(stream):
+                for out in to_float.resample(frame):
+                    pieces.append(out.to_ndarray().reshape(len(out.layout.channels), -1))
+                    total += pieces[-1].shape[1]
+                if limit is not None and total > limit:
+                    complete = False
+                    break
+            else:
+                pieces += [
+                    o.to_ndarray().reshape(len(o.layout.channels), -1) for o in to_float.resample(None)
+                ]
+        except (av.error.FFmpegError, ValueError) as e:
+            raise AudioError(f"could not decode reference audio ({fmt.lower()}): {e}") from None
+    channels = {p.shape[0] for p in pieces}
+    if len(channels) > 1:
+        raise AudioError(f"reference audio ({fmt.lower()}) changes its channel count")
+    chans = np.concatenate(pieces, axis=1) if pieces else np.zeros((1, 0), np.float32)
+    return np.ascontiguousarray(chans, dtype=np.float32), sr, complete, fmt
 
 
 # ----------------------------------------------------------------------------- resampling
@@ -241,7 +384,7 @@ def to_int16(wave: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def postprocess_indicf5(
-    wave: np.ndarray, sr: int = 24000, remove_silence: bool = True, target_dbfs: float = -20.0
+    wave: np.ndarray, sr: int = SAMPLE_RATE, remove_silence: bool = True, target_dbfs: float = -20.0
 ) -> np.ndarray:
     """IndicF5 `INF5Model.forward` tail, exactly: int16 (libsndfile rounding), optional long-silence
     removal, gain to `target_dbfs` with audioop's floor rounding. [n] float → [n] int16."""

@@ -15,6 +15,7 @@ import torch
 
 from indicf5_fast.errors import CheckpointError
 from indicf5_fast.model.dit import DiT, DiTArgs, flavour_flags
+from indicf5_fast.model.hub import download_model, download_vocoder, looks_like_hub_id
 from indicf5_fast.model.vocos import Vocos, VocosArgs
 
 DIT_PREFIXES = ("ema_model.transformer.", "transformer.")
@@ -40,22 +41,23 @@ class Checkpoint:
         return dit.eval(), vocos.eval()
 
 
-def resolve_model(model: str | Path) -> Path:
-    """A local path, or a hub id downloaded with huggingface_hub (needs network)."""
+def resolve_model(model: str | Path, revision: str | None = None) -> Path:
+    """A local path, or a hub id (``owner/name``) downloaded with huggingface_hub at ``revision``
+    (branch, tag or commit; None = the default branch). Only the files the loader reads are fetched."""
     path = Path(model).expanduser()
     if path.exists():
         return path
-    text = str(model)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        try:
-            from huggingface_hub import snapshot_download
-        except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
-            raise CheckpointError("huggingface_hub is needed to download hub models") from e
-        try:
-            return Path(snapshot_download(repo_id=text))
-        except Exception as e:  # network, auth, missing repo: all one message for the user
-            raise CheckpointError(f"could not download {text!r} from the model hub: {e}") from e
+    if looks_like_hub_id(str(model)):
+        return download_model(str(model), revision)
     raise CheckpointError(f"model not found: {model} (not a file, a directory or a hub id)")
+
+
+def resolve_vocoder(vocoder: str | Path) -> Path:
+    """A local Vocos directory, or a Vocos hub repo (config.yaml + pytorch_model.bin)."""
+    path = Path(vocoder).expanduser()
+    if not path.exists() and looks_like_hub_id(str(vocoder)):
+        return download_vocoder(str(vocoder))
+    return path
 
 
 def load_checkpoint(
@@ -63,8 +65,11 @@ def load_checkpoint(
     flavour: str | None = None,
     vocab: str | Path | None = None,
     vocoder: str | Path | None = None,
+    *,
+    revision: str | None = None,
 ) -> Checkpoint:
-    path = resolve_model(model)
+    """Read a checkpoint (dir, weight file or hub id at ``revision``) into state dicts + arch."""
+    path = resolve_model(model, revision)
     config: dict = {}
     if path.is_dir():
         config = _read_config(path / "config.json")
@@ -80,8 +85,10 @@ def load_checkpoint(
         raise CheckpointError(f"{weights}: no DiT weights (expected keys under 'ema_model.transformer.')")
     if not vocos_state:
         if vocoder is None:
-            raise CheckpointError(f"{weights} has no vocoder weights: pass a Vocos directory (--vocoder)")
-        vocos_state = load_vocos_dir(Path(vocoder))
+            raise CheckpointError(
+                f"{weights} has no vocoder weights: pass a Vocos directory or hub id (--vocoder)"
+            )
+        vocos_state = load_vocos_dir(resolve_vocoder(vocoder))
     arch = config.get("arch", {})
     flavour = flavour or arch.get("flavour", "v0")
     dit_args = dit_args_from_state(dit_state, flavour)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from indicf5_fast.model.dit import DiT, DiTArgs
-from indicf5_fast.model.init import init_random_
+from indicf5_fast.model.init import init_random_, init_random_vocos_
 from indicf5_fast.model.vocos import Vocos, VocosArgs
 
 # Unicode blocks of the 9 Indic scripts IndicF5 covers (besides Latin):
@@ -92,8 +92,7 @@ def write_random_checkpoint(
         dit_args, voc_args = DiTArgs.tiny(len(vocab), flavour), VocosArgs.tiny()
     g = torch.Generator().manual_seed(seed)
     dit = init_random_(DiT(dit_args), g)
-    vocos = Vocos(voc_args)
-    init_random_vocos(vocos, g)
+    vocos = init_random_vocos_(Vocos(voc_args), g)
     save_file(indicf5_layout(dit, vocos), str(out / "model.safetensors"))
     (out / "checkpoints" / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
     config = {
@@ -122,10 +121,3 @@ def indicf5_layout(dit: DiT, vocos: Vocos) -> dict[str, torch.Tensor]:
     tensors = {f"ema_model._orig_mod.transformer.{k}": v.contiguous() for k, v in dit.state_dict().items()}
     tensors |= {f"vocoder._orig_mod.{k}": v.contiguous() for k, v in vocos.state_dict().items()}
     return tensors
-
-
-def init_random_vocos(vocos: Vocos, g: torch.Generator) -> Vocos:
-    from indicf5_fast.model import vocos as vocos_mod
-
-    fn = getattr(vocos_mod, "init_random_", None)
-    return fn(vocos, g) if fn is not None else init_random_(vocos, g)

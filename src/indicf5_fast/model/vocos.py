@@ -256,25 +256,3 @@ class Vocos(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.decode(mel)
-
-
-@torch.no_grad()
-def init_random_(vocos: Vocos, generator: torch.Generator) -> Vocos:
-    """Fill every parameter with a non-degenerate draw; buffers (STFT windows, mel filterbank)
-    keep their formula values. Draws are made on CPU from ``generator`` then copied, so the
-    weights are the same whatever the module's device.
-    """
-
-    def draw(p: torch.Tensor, mean: float, std: float) -> None:
-        p.copy_(mean + std * torch.randn(p.shape, generator=generator, dtype=torch.float32))
-
-    for name, p in vocos.named_parameters():
-        owner = vocos.get_submodule(name.rsplit(".", 1)[0])
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf == "gamma":  # layer scale: zero would switch the block off
-            draw(p, 0.1, 0.02)
-        elif isinstance(owner, nn.LayerNorm) and leaf == "weight":
-            draw(p, 1.0, 0.1)
-        else:  # conv / linear weights and all biases
-            draw(p, 0.0, 0.02)
-    return vocos

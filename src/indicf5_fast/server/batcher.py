@@ -10,8 +10,12 @@ Design:
   each result equal to running the request alone. While a batch runs, new requests queue up, so
   the next batch forms by itself under load.
 - All model work runs on a single worker thread (the model is compute bound; two threads would
-  only fight over the cores). Streaming requests are not batched: each text chunk is one job on
-  that same FIFO worker, so a long stream interleaves with batches instead of blocking them.
+  only fight over the cores). A stream's text chunks are jobs in the same queue, one at a time
+  per stream: when chunk k is done, chunk k+1 is queued at once, so it samples while chunk k is
+  being sent (pipelining), and a long stream interleaves with batches instead of blocking them.
+  With an engine that exposes chunks (``open_stream`` + ``run_chunks``), the ready chunks of
+  several streams with equal options share one padded batch; other engines' streams are pulled
+  from ``synthesize_stream`` one piece per job.
 - A request that times out while queued leaves the queue at once; one already running finishes
   on the worker (compute cannot be interrupted) and its result is dropped.
 - ``stop()`` refuses new work, waits for admitted requests to finish, then stops the worker.
@@ -53,6 +57,7 @@ class _Job:
     future: asyncio.Future
     enqueued: float
     queued: bool = True
+    stream: bool = False  # a stream's text chunk (the stream holds the admission, not the job)
 
 
 class Batcher:
@@ -193,9 +198,10 @@ class Batcher:
 
     async def _run_group(self, group: list[_Job]) -> None:
         assert self._loop is not None and self._executor is not None
+        fn = self.engine.run_chunks if group[0].stream else self.engine.synthesize_batch  # type: ignore[attr-defined]
         try:
             outcomes = await self._loop.run_in_executor(
-                self._executor, self._timed, self._synthesize_isolated, len(group), [j.request for j in group]
+                self._executor, self._timed, self._isolated, len(group), fn, [j.request for j in group]
             )
         except BaseException as e:  # executor shut down under us: fail the group, keep the loop alive
             outcomes = [(None, e if isinstance(e, Exception) else RuntimeError("worker stopped"))] * len(
@@ -213,14 +219,18 @@ class Batcher:
                     job.future.set_result(wave)
                 else:
                     job.future.set_exception(err)
-        self._release(len(group))
+            if job.stream and self.metrics is not None:
+                self.metrics.stream_chunks.inc()
+        self._release(sum(1 for job in group if not job.stream))
 
-    def _synthesize_isolated(self, requests: list[Any]) -> list[tuple[Any, Exception | None]]:
-        """Worker thread. One failing request must not fail its batch mates: on an error, retry
-        each request alone and report per request."""
+    def _isolated(
+        self, fn: Callable[[list[Any]], list[Any]], requests: list[Any]
+    ) -> list[tuple[Any, Exception | None]]:
+        """Worker thread. One failing request (or stream chunk) must not fail its batch mates:
+        on an error, retry each alone and report per item."""
         t0 = time.perf_counter()
         try:
-            waves = self.engine.synthesize_batch(requests)
+            waves = fn(requests)
             outcomes: list[tuple[Any, Exception | None]] = [(w, None) for w in waves]
         except Exception as e:
             if len(requests) == 1:
@@ -229,7 +239,7 @@ class Batcher:
                 outcomes = []
                 for r in requests:
                     try:
-                        outcomes.append((self.engine.synthesize_batch([r])[0], None))
+                        outcomes.append((fn([r])[0], None))
                     except Exception as e1:
                         outcomes.append((None, e1))
         if self.metrics is not None:
@@ -253,10 +263,87 @@ class Batcher:
             self._update_gauges()
 
     # ------------------------------------------------------------------ streaming
-    def open_stream(self, request: Any) -> AudioStream:
+    def open_stream(self, request: Any) -> AudioStream | ChunkStream:
         """Admit a streaming request (QueueFull / ShuttingDown at once). Close the stream."""
         self._admit()
-        return AudioStream(self, request)
+        chunked = callable(getattr(self.engine, "open_stream", None)) and callable(
+            getattr(self.engine, "run_chunks", None)
+        )
+        return ChunkStream(self, request) if chunked else AudioStream(self, request)
+
+    def _enqueue_chunk(self, chunk: Any) -> _Job:
+        """Queue one stream chunk for batching (the stream was admitted when opened)."""
+        assert self._loop is not None, "start() first"
+        key = ("stream-chunk", batch_key(chunk))
+        job = _Job(chunk, key, self._loop.create_future(), time.monotonic(), stream=True)
+        self._pending.append(job)
+        self._wake.set()
+        return job
+
+    def _dequeue(self, job: _Job) -> None:
+        if job.queued:
+            job.queued = False
+            with contextlib.suppress(ValueError):
+                self._pending.remove(job)
+
+
+class ChunkStream:
+    """A stream whose text chunks go through the batcher's queue (so they batch with the ready
+    chunks of other streams). Chunk k+1 is queued as soon as chunk k is done: it samples on the
+    worker while chunk k's audio is being sent. Audio equals ``engine.synthesize_stream``."""
+
+    def __init__(self, batcher: Batcher, request: Any):
+        self._b = batcher
+        self._request = request
+        self._state: Any = None  # engine_stream.StreamState
+        self._next = 0
+        self._job: _Job | None = None
+        self._tail_sent = False
+        self._closed = False
+
+    def _submit_next(self) -> None:
+        chunks = self._state.chunks
+        self._job = self._b._enqueue_chunk(chunks[self._next]) if self._next < len(chunks) else None
+        self._next += 1
+
+    async def next_chunk(self, timeout_s: float | None = None) -> np.ndarray | None:
+        """Next audio piece, or None at the end."""
+        if self._state is None:
+            self._state = self._b.engine.open_stream(self._request)  # type: ignore[attr-defined]
+            self._submit_next()
+        while self._job is not None:
+            job = self._job
+            try:
+                wave = await asyncio.wait_for(job.future, timeout_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._b._dequeue(job)
+                raise
+            self._submit_next()  # pipelining: the next chunk is queued before this one is sent
+            piece = self._state.push(wave)
+            if piece.size:
+                return piece
+        if not self._tail_sent:
+            self._tail_sent = True
+            tail = self._state.finish()
+            if tail.size:
+                return tail
+        return None
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        b, job = self._b, self._job
+        if job is None or job.future.done():
+            b._release()
+            return
+        if job.queued:  # never reached the worker
+            b._dequeue(job)
+            job.future.cancel()
+            b._release()
+            return
+        # running on the worker: the admission slot is freed when that chunk is done
+        job.future.add_done_callback(lambda f: (f.cancelled() or f.exception(), b._release()))
 
 
 class AudioStream:

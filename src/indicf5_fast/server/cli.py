@@ -1,5 +1,7 @@
 """`indicf5-fast serve`: load the engine once, then run the HTTP API under uvicorn.
 
+Engine flags (model, backend, batching, remote, sampling) are the EngineConfig's own
+(``config.add_config_args``); the flags added here are server-only settings (``ServerSettings``).
 Import-light: FastAPI, uvicorn and torch are imported inside ``run_serve``.
 """
 
@@ -10,11 +12,11 @@ import logging
 import os
 from pathlib import Path
 
-from indicf5_fast.errors import BackendUnavailableError, InputError
+from indicf5_fast.config import EngineConfig, add_config_args, config_from_args
+from indicf5_fast.errors import InputError, require
 
 
 def add_parser(subparsers) -> None:
-    from indicf5_fast.cli import add_engine_args, add_sampling_args
     from indicf5_fast.server.settings import API_KEY_ENV, ServerSettings
 
     d = ServerSettings()
@@ -24,8 +26,7 @@ def add_parser(subparsers) -> None:
         description="Serve the model over HTTP. The API key may also come from the environment "
         f"variable {API_KEY_ENV} (preferred: flags show up in process lists).",
     )
-    add_engine_args(p, model_required=False)
-    add_sampling_args(p)
+    add_config_args(p)  # every engine field; --model is required unless --backend remote
     g = p.add_argument_group("server")
     g.add_argument("--host", default=d.host, help="bind address (default loopback)")
     g.add_argument("--port", type=int, default=d.port)
@@ -39,43 +40,38 @@ def add_parser(subparsers) -> None:
         help="built-in voices <name>.wav + <name>.txt (default: the checkpoint's prompts/)",
     )
     g.add_argument("--default-voice", default=d.default_voice)
-    g.add_argument("--max-batch-size", type=int, default=None, help="requests per engine batch (default 8)")
-    g.add_argument(
-        "--batch-wait-ms", type=float, default=None, help="how long a batch waits to fill (default 10)"
-    )
     g.add_argument("--max-queue", type=int, default=d.max_queue, help="admitted requests before 503")
     g.add_argument("--request-timeout", type=float, default=d.request_timeout_s, help="seconds before 504")
     g.add_argument("--max-input-chars", type=int, default=d.max_input_chars)
     g.add_argument("--max-ref-bytes", type=int, default=d.max_ref_bytes)
-    g.add_argument("--max-ref-seconds", type=float, default=d.max_ref_seconds)
+    g.add_argument(
+        "--max-upload-seconds",
+        type=float,
+        default=d.max_upload_seconds,
+        help="longest uploaded reference accepted (the engine then clips to --max-ref-seconds)",
+    )
     g.add_argument("--max-voices", type=int, default=d.max_voices)
     g.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s)
     g.add_argument("--no-warmup", action="store_true", help="skip the warm-up synthesis")
-    g.add_argument("--remove-silence", action="store_true", help="IndicF5 post-processing on full responses")
-    g.add_argument("--triton-url", default=None, help="backend remote: the Triton server to proxy to")
     g.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
+    g.add_argument("--ui", action="store_true", help="web playground at /ui (needs the ui extra)")
     p.set_defaults(func=run_serve)
 
 
-def build_engine(config):
+def build_engine(config: EngineConfig):
     """The engine the server talks to: in-process TTS, or a Triton proxy for backend 'remote'."""
     if config.backend == "remote":
         if not config.triton_url:
             raise InputError("--backend remote needs --triton-url", "triton_url")
-        try:
-            from indicf5_fast.deploy.triton.remote import RemoteTTS
-        except ImportError as e:
-            raise BackendUnavailableError(
-                f"backend 'remote' is not available in this build ({e}); "
-                "it needs indicf5_fast.deploy.triton.remote and the triton extra"
-            ) from e
-        factory = getattr(RemoteTTS, "from_config", None)
-        return factory(config) if callable(factory) else RemoteTTS(config)
+        require("tritonclient", "triton", "backend remote")
+        from indicf5_fast.deploy.triton.remote import RemoteTTS
+
+        return RemoteTTS.from_config(config)
     if not config.model:
         raise InputError("--model is required (a checkpoint directory or hub id)", "model")
     from indicf5_fast.engine import TTS
 
-    return TTS.load(config.model, **{k: v for k, v in config.__dict__.items() if k != "model"})
+    return TTS.from_config(config)
 
 
 def settings_from_args(args: argparse.Namespace, config):
@@ -85,7 +81,7 @@ def settings_from_args(args: argparse.Namespace, config):
     if prompts is None and config.model and config.backend != "remote":
         from indicf5_fast.model.checkpoint import resolve_model
 
-        root = resolve_model(config.model)
+        root = resolve_model(config.model, config.revision)
         candidate = (root if root.is_dir() else root.parent) / "prompts"
         prompts = str(candidate) if candidate.is_dir() else None
     return ServerSettings(
@@ -97,30 +93,25 @@ def settings_from_args(args: argparse.Namespace, config):
         default_voice=args.default_voice,
         max_input_chars=args.max_input_chars,
         max_ref_bytes=args.max_ref_bytes,
-        max_ref_seconds=args.max_ref_seconds,
+        max_upload_seconds=args.max_upload_seconds,
         max_voices=args.max_voices,
         max_queue=args.max_queue,
         request_timeout_s=args.request_timeout,
         warmup=not args.no_warmup,
         shutdown_timeout_s=args.shutdown_timeout,
         log_level=args.log_level,
+        ui=bool(getattr(args, "ui", False)),
     ).validate()
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    for module in ("fastapi", "uvicorn", "prometheus_client"):
+        require(module, "server", "indicf5-fast serve")  # before the (slow) model load
     import uvicorn
 
-    from indicf5_fast.cli import config_from_args
     from indicf5_fast.server.app import create_app
 
-    extra = {"remove_silence": args.remove_silence, "triton_url": args.triton_url}
-    if args.max_batch_size is not None:
-        extra["max_batch_size"] = args.max_batch_size
-    if args.batch_wait_ms is not None:
-        extra["batch_wait_ms"] = args.batch_wait_ms
-    config = config_from_args(args, **extra)
-    if config.max_batch_size < 1 or config.batch_wait_ms < 0:
-        raise InputError("--max-batch-size must be >= 1 and --batch-wait-ms >= 0", "max_batch_size")
+    config = config_from_args(args)
     settings = settings_from_args(args, config)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -136,6 +127,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings.data_dir:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = create_app(engine, settings)
+    if settings.ui:
+        log.info("web playground at http://%s:%d/ui/", settings.host, settings.port)
     uvicorn.run(
         app,
         host=settings.host,

@@ -5,19 +5,27 @@ implements it by proxying to a Triton server. ``create_app`` accepts any object 
 so the HTTP layer (validation, voices, batching, streaming, metrics) is the same for both.
 
 Contract (both implementations must keep it):
-- ``prepare_voice(ref_audio, ref_text)``: ``ref_audio`` is the raw bytes of an uploaded WAV/FLAC/OGG
-  file; returns an opaque voice object reused by ``make_request``. Raises ``AudioError`` for bad
-  audio, ``InputError`` for bad text.
+- ``prepare_voice(ref_audio, ref_text)``: ``ref_audio`` is the raw bytes of an uploaded reference
+  file (WAV/FLAC/OGG/MP3/M4A/WebM); returns an opaque voice object reused by ``make_request``.
+  Raises ``AudioError`` for bad audio, ``InputError`` for bad text.
 - ``make_request(text, voice=..., seed=..., preset=..., nfe_step=..., speed=...)``: validates and
   returns an opaque request object (``None`` options mean "engine default"). Raises ``InputError``.
   If the request has an ``options`` attribute, requests with equal ``options`` are batched together.
+  Its ``text`` attribute, if any, is the text the model reads (response header X-Normalized-Text-Length).
+- Text options, passed to both only when a request sets them: ``language="mr"`` (ISO 639-1) and
+  ``normalize=False`` (numbers etc. stay as written; default: written out as words).
 - ``synthesize_batch(requests)``: list of float32 waves [n] at ``sample_rate``, one per request, each
   equal to what the request would give alone (same seed).
 - ``synthesize_stream(request)``: yields float32 pieces whose concatenation equals the request's
   ``synthesize_batch`` result.
 - ``config``: the ``EngineConfig`` (the server reads ``max_batch_size`` and ``batch_wait_ms``).
 Optional: ``sample_rate`` (default 24000), ``backend.warmup(frame_lengths, batch_sizes)``,
-``backend.describe()`` or ``describe()``, ``plan(request, i)`` (chunk durations for warm-up).
+``backend.describe()`` or ``describe()``, ``plan(request, i)`` (chunk durations for warm-up),
+``warmup_requests(text, voice)`` (the warm-up's requests, for an engine that refuses presets/seeds).
+``make_request(..., chunking=..., first_chunk_nfe=...)`` (passed only when the client set them).
+Optional chunk API (then the batcher batches the ready chunks of several streams):
+``open_stream(request)`` -> a state with ``chunks`` (items with ``options``), ``push(wave)`` -> the
+audio now final, ``finish()`` -> the held-back tail; ``run_chunks(chunks)`` -> one wave per chunk.
 """
 
 from __future__ import annotations
@@ -27,9 +35,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from indicf5_fast.config import EngineConfig
+from indicf5_fast.config import SAMPLE_RATE, EngineConfig
 
-DEFAULT_SAMPLE_RATE = 24_000
+DEFAULT_SAMPLE_RATE = SAMPLE_RATE
 
 
 @runtime_checkable

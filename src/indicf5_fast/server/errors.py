@@ -11,8 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from indicf5_fast.errors import AudioError, IndicF5Error, InputError
+from indicf5_fast.server.settings import VOICE_NAME_RE, VOICE_NAME_RULE
 
 log = logging.getLogger("indicf5_fast.server")
 
@@ -86,9 +88,22 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         reason = (first.get("ctx") or {}).get("error", "")
         return f"request body is not valid JSON: {reason}".rstrip(": "), None
     msg = first.get("msg", "invalid value")
+    if first.get("type") == "string_pattern_mismatch" and (first.get("ctx") or {}).get("pattern") == (
+        VOICE_NAME_RE.pattern
+    ):  # the schema's voice-name pattern: say the rule in words, as check_name does
+        msg = f"invalid voice name {str(first.get('input'))[:80]!r}: {VOICE_NAME_RULE}"
     where = ".".join(loc)
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
     return (f"{where}: {msg}{more}" if where else f"{msg}{more}"), param
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (GET and POST /v1/voices are two routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -118,9 +133,12 @@ def install_handlers(app: FastAPI) -> None:
         if isinstance(cause, UnicodeDecodeError):
             return error_response(400, "request body is not valid UTF-8", None, "invalid_encoding")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
-        return error_response(exc.status_code, message, None, None, dict(exc.headers or {}))
+        if exc.status_code == 405:  # Starlette's Allow names one route's methods; a path has several
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(exc.status_code, message, None, None, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -51,22 +51,36 @@ class MetricsMiddleware:
 
 
 class ApiKeyMiddleware:
-    """``Authorization: Bearer <key>`` (what OpenAI clients send) or ``X-API-Key: <key>``."""
+    """``Authorization: Bearer <key>`` (what OpenAI clients send) or ``X-API-Key: <key>``.
 
-    def __init__(self, app: ASGIApp, api_key: str | None):
+    The OpenAPI schema offers the two as alternatives, so a request is let in when either header
+    carries the key (a stray wrong value in the other header does not lock a right one out)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_key: str | None,
+        public_paths: frozenset[str] = PUBLIC_PATHS,
+        public_prefixes: tuple[str, ...] = (),
+    ):
+        # public_prefixes: mounted apps with their own login (the web playground under /ui/)
         self.app = app
         self.key = api_key.encode("utf-8") if api_key else None
+        self.public_paths, self.public_prefixes = public_paths, public_prefixes
+
+    def _public(self, path: str) -> bool:
+        return path in self.public_paths or any(path.startswith(p) for p in self.public_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.key is None or scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if self.key is None or scope["type"] != "http" or self._public(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-api-key")
+        given = [headers[b"x-api-key"]] if b"x-api-key" in headers else []
         auth = headers.get(b"authorization", b"")
-        if given is None and auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-        if given is None:
+        if auth[:7].lower() == b"bearer ":
+            given.append(auth[7:].strip())
+        if not given:
             response = error_response(
                 401,
                 "missing API key: send 'Authorization: Bearer <key>'",
@@ -74,7 +88,7 @@ class ApiKeyMiddleware:
                 "missing_api_key",
                 {"WWW-Authenticate": "Bearer"},
             )
-        elif not hmac.compare_digest(given, self.key):
+        elif not any([hmac.compare_digest(g, self.key) for g in given]):  # list: compare all
             response = error_response(
                 401, "invalid API key", None, "invalid_api_key", {"WWW-Authenticate": "Bearer"}
             )

@@ -1,4 +1,9 @@
-"""Request / response bodies (pydantic). The OpenAPI schema FastAPI serves is built from these."""
+"""Request / response bodies (pydantic). The OpenAPI schema FastAPI serves is built from these.
+
+The schema states what the server enforces: enums, numeric bounds and the voice-name pattern are
+pydantic constraints (checked on parse); the request-text limits depend on a server setting, are
+checked by ``SpeechService.check_text`` and written into the schema by ``document_text_limits``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from indicf5_fast.config import BOUNDS
+from indicf5_fast.server.settings import VOICE_NAME_RE
+
 ResponseFormat = Literal["wav", "pcm", "flac"]
 Preset = Literal["quality", "fast"]
+# ISO 639-1 codes of IndicF5's languages + English (frontend/normalize.py reads numbers in them)
+Language = Literal["as", "bn", "gu", "hi", "kn", "ml", "mr", "or", "pa", "ta", "te", "en"]
+LANGUAGE_HELP = (
+    "ISO 639-1 code of the text (as bn gu hi kn ml mr or pa ta te en): the language numbers, "
+    "dates and amounts are read in where the script is shared (hi/mr, bn/as). Default: from the script."
+)
+NORMALIZE_HELP = "Write numbers, amounts, percentages, units, dates and times as words before synthesis."
+Chunking = Literal["upstream", "stream"]
 
 MEDIA_TYPES: dict[str, str] = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+VOICE_NAME_PATTERN = VOICE_NAME_RE.pattern  # JSON Schema regex: "$" is the end of the string
+# Request text fields that SpeechService.check_text rejects when blank or over max_input_chars.
+TEXT_FIELDS = ("input", "text", "ref_text")
+NOT_BLANK = r"\S"  # JSON Schema "pattern" is a search: at least one non-whitespace character
+
+
+def bounds(name: str) -> dict[str, float]:
+    """pydantic ``ge``/``le`` of an option, from the engine's one table (config.BOUNDS)."""
+    return {"ge": BOUNDS[name].lo, "le": BOUNDS[name].hi}
 
 
 def _utf8(value: str | None) -> str | None:
@@ -28,22 +53,38 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("indicf5", description="Accepted for OpenAI compatibility; the loaded model is used.")
-    input: str = Field(..., description="Text to speak (max characters: server setting).")
+    input: str = Field(..., description="Text to speak: not blank; max characters is a server setting.")
     voice: str | None = Field(
-        None, description="Voice name (see GET /v1/voices); default: the server's default voice."
+        None,
+        pattern=VOICE_NAME_PATTERN,
+        description="Voice name (see GET /v1/voices); default: the server's default voice.",
     )
     response_format: ResponseFormat = Field(
         "wav", description="wav / flac (16-bit, 24 kHz mono) or pcm (raw s16le, 24 kHz mono)."
     )
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate.")
+    speed: float | None = Field(None, **bounds("speed"), description="Speaking rate (default: preset / server).")
     stream: bool = Field(
         False,
         description="Stream audio per text chunk: WAV header (sizes 0xFFFFFFFF) then PCM, or raw pcm. "
         "Not available for flac.",
     )
-    nfe_step: int | None = Field(None, ge=1, le=256, description="Sampler steps (default: preset / server).")
-    seed: int | None = Field(None, ge=0, lt=2**63, description="Noise seed: same seed, same audio.")
+    nfe_step: int | None = Field(None, **bounds("nfe_step"), description="Sampler steps (default: preset / server).")
+    seed: int | None = Field(None, **bounds("seed"), description="Noise seed: same seed, same audio.")
     preset: Preset | None = Field(None, description="quality = 32 uniform steps; fast = EPSS 7 steps.")
+    language: Language | None = Field(None, description=LANGUAGE_HELP)
+    normalize: bool = Field(True, description=NORMALIZE_HELP)
+    chunking: Chunking | None = Field(
+        None,
+        description="Text chunking. stream = a short first chunk (1-2 s of speech), then growing "
+        "chunks: audio starts sooner; upstream = IndicF5's split (upstream's exact audio). "
+        "Default: stream when streaming, else upstream. Same option, same audio, streamed or not.",
+    )
+    first_chunk_nfe: int | None = Field(
+        None,
+        **bounds("nfe_step"),
+        description="Progressive first chunk: sample only the first chunk with this many (EPSS) steps, "
+        "e.g. 5, for an even earlier start at some fidelity cost. Default: off.",
+    )
     instructions: str | None = Field(None, description="Accepted for OpenAI compatibility; ignored.")
     stream_format: Literal["audio"] | None = Field(
         None, description="OpenAI compatibility: only 'audio' (raw audio bytes); 'sse' is not supported."
@@ -113,13 +154,43 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 }
 
 
-def audio_responses() -> dict[int | str, dict]:
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """The OpenAI-style error body for each status a route can answer with."""
+    return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+def audio_responses(*error_codes: int) -> dict[int | str, dict]:
     ok = {
         200: {
-            "description": "Audio (24 kHz mono 16-bit). Header X-Sample-Rate gives the rate.",
+            "description": "Audio (24 kHz mono 16-bit). Header X-Sample-Rate gives the rate, "
+            "X-Normalized-Text-Length the length (characters) of the text the model read.",
             "content": {
                 mt: {"schema": {"type": "string", "format": "binary"}} for mt in MEDIA_TYPES.values()
             },
         }
     }
-    return ok | ERROR_RESPONSES
+    return ok | error_responses(*error_codes)
+
+
+def finish_openapi(spec: dict, max_chars: int) -> dict:
+    """What FastAPI's generated schema cannot know (idempotent, edits ``spec`` in place):
+
+    - check_text's rule (not blank, at most ``max_chars`` code points, a server setting) on every
+      request body's TEXT_FIELDS; response models (VoiceInfo.ref_text) are left alone;
+    - FastAPI's automatic 422 ``HTTPValidationError`` is dropped: errors.install_handlers answers
+      a validation failure with 400 and the OpenAI-style body, which every route declares."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                del responses["422"]
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                ref = media.get("schema", {}).get("$ref", "")
+                props = schemas.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+                for name in TEXT_FIELDS:
+                    if name in props:
+                        props[name].update(minLength=1, maxLength=max_chars, pattern=NOT_BLANK)
+    return spec

@@ -7,13 +7,11 @@ something the client sent.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 from fastapi import UploadFile
 from fastapi.responses import Response, StreamingResponse
 
@@ -83,8 +81,13 @@ class SpeechService:
             return
         voice, text = self._prepared[name], self.store.get(name).ref_text[:60]  # type: ignore[union-attr]
         durations: set[int] = set()
-        for preset in PRESETS:
-            req = self.engine.make_request(text, voice=voice, seed=0, preset=preset)
+        # an engine with fixed sampling (upstream's Triton model) gives its own warm-up requests
+        warm_requests = getattr(self.engine, "warmup_requests", None)
+        if callable(warm_requests):
+            requests = [("fixed sampling", r) for r in warm_requests(text, voice)]
+        else:
+            requests = [(p, self.engine.make_request(text, voice=voice, seed=0, preset=p)) for p in PRESETS]
+        for preset, req in requests:
             plan = getattr(self.engine, "plan", None)
             if callable(plan):
                 durations.update(int(c.duration) for c in plan(req, 0))
@@ -139,9 +142,13 @@ class SpeechService:
             self._prepared[stored.name] = await self.prepare(data, stored.ref_text)
         return self._prepared[stored.name]
 
-    async def prepare(self, data: bytes, ref_text: str) -> Any:
+    async def prepare(
+        self, data: bytes, ref_text: str, language: str | None = None, normalize: bool = True
+    ) -> Any:
         try:
-            return await asyncio.to_thread(self.engine.prepare_voice, data, ref_text)
+            return await asyncio.to_thread(
+                self.engine.prepare_voice, data, ref_text, **_text_options(language, normalize)
+            )
         except IndicF5Error as e:
             raise from_engine_error(e) from None
 
@@ -156,32 +163,27 @@ class SpeechService:
             raise ApiError(413, f"reference audio exceeds the limit of {limit} bytes", "ref_audio")
         if not data:
             raise ApiError(422, "reference audio is empty (0 bytes)", "ref_audio", "invalid_audio")
-        try:
-            info = sf.info(io.BytesIO(data))
-        except Exception as e:  # libsndfile's reason, without our BytesIO repr
-            reason = getattr(e, "error_string", None) or type(e).__name__
-            raise ApiError(
-                422,
-                f"could not decode reference audio (WAV/FLAC/OGG expected): {reason}",
-                "ref_audio",
-                "invalid_audio",
-            ) from None
+        try:  # decodes at most max_upload_seconds (compressed formats), none at all for WAV/FLAC
+            info = await asyncio.to_thread(audio_io.probe_audio, data, self.settings.max_upload_seconds)
+        except IndicF5Error as e:
+            raise ApiError(422, str(e), "ref_audio", "invalid_audio") from None
         if info.format not in AUDIO_EXTS:
             raise ApiError(
                 422,
-                f"unsupported reference format {info.format} (WAV, FLAC or OGG)",
+                f"unsupported reference format {info.format} (WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM)",
                 "ref_audio",
                 "invalid_audio",
             )
-        seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
-        if seconds > self.settings.max_ref_seconds:
+        seconds = info.seconds
+        if not info.complete or seconds > self.settings.max_upload_seconds:
+            shown = f"{seconds:.1f} s" if info.complete else "longer"
             raise ApiError(
                 422,
-                f"reference audio is {seconds:.1f} s; the limit is {self.settings.max_ref_seconds:g} s",
+                f"reference audio is {shown}; the limit is {self.settings.max_upload_seconds:g} s",
                 "ref_audio",
                 "audio_too_long",
             )
-        return data, info.format, seconds, int(info.samplerate)
+        return data, info.format, seconds, info.sample_rate
 
     def check_text(self, text: str, param: str) -> None:
         if len(text) > self.settings.max_input_chars:
@@ -215,11 +217,22 @@ class SpeechService:
         self.metrics.voices.set(len(self.store))
 
     # ------------------------------------------------------------------ synthesis
-    def make_request(self, text: str, voice: Any, param: str = "input", **options: Any) -> Any:
+    def make_request(
+        self,
+        text: str,
+        voice: Any,
+        param: str = "input",
+        *,
+        language: str | None = None,
+        normalize: bool = True,
+        **options: Any,
+    ) -> Any:
         """Validate through the engine; its ``text`` parameter is called ``param`` in this API."""
         self.check_text(text, param)
         try:
-            return self.engine.make_request(text, voice=voice, **options)
+            return self.engine.make_request(
+                text, voice=voice, **options, **_text_options(language, normalize)
+            )
         except IndicF5Error as e:
             err = from_engine_error(e)
             if err.param == "text":
@@ -242,7 +255,7 @@ class SpeechService:
         latency = time.perf_counter() - t_arrival
         self.metrics.observe_synthesis(route, False, latency, latency, seconds)
         headers = {"X-Sample-Rate": str(self.sample_rate), "X-Audio-Seconds": f"{seconds:.3f}"}
-        return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+        return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers | _text_header(request))
 
     async def _stream(self, request: Any, fmt: str, route: str, t_arrival: float) -> Response:
         try:
@@ -258,6 +271,7 @@ class SpeechService:
         ttfa = time.perf_counter() - t_arrival
         header = audio_io.wav_stream_header(self.sample_rate) if fmt == "wav" else b""
         headers = {"X-Sample-Rate": str(self.sample_rate), "Cache-Control": "no-store"}
+        headers |= _text_header(request)
         body = self._stream_body(stream, first, header, route, t_arrival, ttfa)
         return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -309,3 +323,19 @@ class SpeechService:
     def _busy(self, e: Exception) -> ApiError:
         code = "queue_full" if isinstance(e, QueueFull) else "shutting_down"
         return ApiError(503, str(e), None, code, self._retry_after())
+
+
+def _text_options(language: str | None, normalize: bool) -> dict[str, Any]:
+    """Only what the request changed, so engines written before these options keep working."""
+    out: dict[str, Any] = {}
+    if language is not None:
+        out["language"] = language
+    if not normalize:
+        out["normalize"] = False
+    return out
+
+
+def _text_header(request: Any) -> dict[str, str]:
+    """The length of the text the model reads (after normalisation), for debugging."""
+    text = getattr(request, "text", None)
+    return {"X-Normalized-Text-Length": str(len(text))} if isinstance(text, str) else {}

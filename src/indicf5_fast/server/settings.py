@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -10,9 +11,13 @@ from pathlib import Path
 from indicf5_fast.errors import InputError
 
 # Voice names become directory names: ASCII letters, digits, "_" and "-", starting with a letter or
-# digit, so "..", "/", "\\", NUL and dots can never reach the file system.
+# digit, so "..", "/", "\\", NUL and dots can never reach the file system. Always ``fullmatch``: with
+# ``match``, ``$`` also matches before a final newline ("a\n" would pass). The pattern text is also
+# the OpenAPI ``pattern`` (JSON Schema / ECMA regex: ``$`` is the end of the string there).
 VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+VOICE_NAME_RULE = "use 1-64 ASCII letters, digits, '_' or '-', starting with a letter or digit"
 API_KEY_ENV = "INDICF5_API_KEY"
+UI_PATH = "/ui"  # where `serve --ui` mounts the web playground
 
 
 @dataclass
@@ -25,7 +30,7 @@ class ServerSettings:
     default_voice: str = "demo"  # used when a speech request names no voice
     max_input_chars: int = 4096  # OpenAI's limit for /v1/audio/speech
     max_ref_bytes: int = 10 * 2**20  # uploaded reference audio file
-    max_ref_seconds: float = 30.0  # uploaded reference duration (the engine clips to 15 s at silences)
+    max_upload_seconds: float = 30.0  # uploaded reference duration (the engine then clips it: max_ref_seconds)
     max_voices: int = 256  # stored voices (each prepared voice stays in memory, ~2 MB)
     max_queue: int = 64  # admitted requests (queued + running); more -> 503 + Retry-After
     request_timeout_s: float = 300.0  # queue wait + synthesis (504 after); per chunk when streaming
@@ -33,13 +38,14 @@ class ServerSettings:
     warmup: bool = True
     shutdown_timeout_s: float = 120.0  # graceful shutdown: wait this long for admitted requests
     log_level: str = "info"
+    ui: bool = False  # mount the Gradio playground at /ui (needs the ui extra)
 
     def validate(self) -> ServerSettings:
         positive = {
             "port": self.port,
             "max_input_chars": self.max_input_chars,
             "max_ref_bytes": self.max_ref_bytes,
-            "max_ref_seconds": self.max_ref_seconds,
+            "max_upload_seconds": self.max_upload_seconds,
             "max_voices": self.max_voices,
             "max_queue": self.max_queue,
             "request_timeout_s": self.request_timeout_s,
@@ -49,10 +55,12 @@ class ServerSettings:
                 raise InputError(f"{name} must be > 0, got {value!r}", name)
         if not 0 < self.port < 65536:
             raise InputError(f"port must be in 1..65535, got {self.port}", "port")
-        if self.default_voice and not VOICE_NAME_RE.match(self.default_voice):
+        if self.default_voice and not VOICE_NAME_RE.fullmatch(self.default_voice):
             raise InputError(f"invalid default voice name {self.default_voice!r}", "default_voice")
         if self.api_key is not None and not self.api_key.strip():
             self.api_key = None
+        if self.ui and importlib.util.find_spec("gradio") is None:  # fail before loading a model
+            raise InputError("the web playground needs the ui extra: pip install 'indicf5-fast[ui]'", "ui")
         return self
 
     @property

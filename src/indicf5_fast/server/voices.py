@@ -21,12 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indicf5_fast.server.errors import ApiError
-from indicf5_fast.server.settings import VOICE_NAME_RE
+from indicf5_fast.server.settings import VOICE_NAME_RE, VOICE_NAME_RULE
 
 log = logging.getLogger("indicf5_fast.server")
 
 META = "voice.json"
-AUDIO_EXTS = {"WAV": "wav", "WAVEX": "wav", "FLAC": "flac", "OGG": "ogg"}
+# reference formats accepted on upload (libsndfile's names; M4A / WEBM / AAC come through PyAV)
+AUDIO_EXTS = {
+    "WAV": "wav",
+    "WAVEX": "wav",
+    "FLAC": "flac",
+    "OGG": "ogg",
+    "MP3": "mp3",
+    "M4A": "m4a",
+    "WEBM": "webm",
+    "AAC": "aac",
+}
 
 
 @dataclass
@@ -58,12 +68,11 @@ class StoredVoice:
 
 
 def check_name(name: str, param: str = "name") -> str:
-    if not isinstance(name, str) or not VOICE_NAME_RE.match(name):
+    if not isinstance(name, str) or not VOICE_NAME_RE.fullmatch(name):
         shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}..."
         raise ApiError(
             400,
-            f"invalid voice name {shown!r}: use 1-64 ASCII letters, digits, '_' or '-', "
-            "starting with a letter or digit",
+            f"invalid voice name {shown!r}: {VOICE_NAME_RULE}",
             param,
             "invalid_voice_name",
         )
@@ -84,7 +93,7 @@ class VoiceStore:
         if self.prompts_dir is not None and self.prompts_dir.is_dir():
             for wav in sorted(self.prompts_dir.glob("*.wav")):
                 txt = wav.with_suffix(".txt")
-                if not VOICE_NAME_RE.match(wav.stem) or not txt.is_file():
+                if not VOICE_NAME_RE.fullmatch(wav.stem) or not txt.is_file():
                     continue
                 try:
                     text = txt.read_text(encoding="utf-8").strip()
@@ -100,7 +109,7 @@ class VoiceStore:
             if d.name.startswith(".") and d.is_dir():  # leftovers of an interrupted write
                 shutil.rmtree(d, ignore_errors=True)
                 continue
-            if not d.is_dir() or not VOICE_NAME_RE.match(d.name) or d.name in self._voices:
+            if not d.is_dir() or not VOICE_NAME_RE.fullmatch(d.name) or d.name in self._voices:
                 continue
             try:
                 self._voices[d.name] = self._read_entry(d)

@@ -89,6 +89,12 @@ def add_parser(subparsers) -> None:
     req.add_argument("--nfe-step", type=int, default=None)
     req.add_argument("--speed", type=float, default=None)
     req.add_argument("--seed", type=int, default=None, help="noise seed sent with every request")
+    req.add_argument(
+        "--chunking",
+        choices=("upstream", "stream"),
+        default=None,
+        help="text chunking sent with every request (default: the server's; streams chunk for latency)",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument("--output-dir", default="artifacts/stress")

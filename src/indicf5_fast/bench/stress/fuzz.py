@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from indicf5_fast.bench.stress.client import check_loopback
-from indicf5_fast.errors import InputError
+from indicf5_fast.errors import InputError, require
 
 SPEECH = "/v1/audio/speech"
 PATH_LIKE = (
@@ -315,11 +315,9 @@ def run_fuzz(
     `passed`, status counts, failures (first 20) and the health check afterwards."""
     import httpx
 
-    try:
-        from hypothesis import HealthCheck, Phase, given, settings
-        from hypothesis import seed as hypothesis_seed
-    except ImportError as e:
-        raise InputError("fuzzing needs hypothesis: pip install hypothesis", "fuzz") from e
+    hyp = require("hypothesis", "dev", "fuzzing (--fuzz)")
+    HealthCheck, Phase, given, settings = hyp.HealthCheck, hyp.Phase, hyp.given, hyp.settings
+    hypothesis_seed = hyp.seed
     base = check_loopback(url)
     if not 1 <= examples <= 100_000:
         raise InputError("--fuzz must be in 1..100000", "fuzz")

@@ -48,6 +48,7 @@ class StressConfig:
     nfe_step: int | None = None
     speed: float | None = None
     seed: int | None = None  # sent with every request when set
+    chunking: str | None = None  # "upstream" | "stream"; None = the server's default
     timeout: float = 120.0  # per request
     max_total_seconds: float = 3600.0  # no new request starts after this
     max_inflight: int = 256  # open loop: arrivals beyond this are dropped by the client
@@ -100,7 +101,7 @@ def request_body(cfg: StressConfig, item: TextItem) -> dict:
         "response_format": cfg.response_format,
         "stream": cfg.stream,
     }
-    for key in ("preset", "nfe_step", "speed", "seed"):
+    for key in ("preset", "nfe_step", "speed", "seed", "chunking"):
         value = getattr(cfg, key)
         if value is not None:
             body[key] = value
@@ -339,6 +340,8 @@ def _triton_target(cfg: StressConfig, workers: int):
     from indicf5_fast.bench.stress.triton import TritonTarget, triton_options
 
     options = triton_options(cfg.voice, cfg.preset, cfg.nfe_step, cfg.speed, cfg.seed)
+    if cfg.chunking:
+        options["chunking"] = cfg.chunking
     return TritonTarget(
         cfg.triton_url, stream=cfg.stream, timeout=cfg.timeout, workers=workers, options=options
     )

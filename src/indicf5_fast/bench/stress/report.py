@@ -89,7 +89,7 @@ def markdown(report: dict) -> str:
         else f"- per level: {cfg['duration']} s",
         f"- voice `{cfg['voice']}`, format {cfg['response_format']}, stream {cfg['stream']}, "
         f"preset {cfg.get('preset') or 'server default'}, nfe_step {cfg.get('nfe_step') or 'server default'}, "
-        f"timeout {cfg['timeout']} s",
+        f"chunking {cfg.get('chunking') or 'server default'}, timeout {cfg['timeout']} s",
         f"- texts: {texts.get('count')} ({', '.join(texts.get('languages', [])) or 'user file'}; "
         f"{', '.join(texts.get('kinds', []))})",
         f"- warm-up: {report['warmup']['succeeded']}/{report['warmup']['requests']} ok",

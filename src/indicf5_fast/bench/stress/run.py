@@ -11,7 +11,7 @@ import sys
 from indicf5_fast.bench.stress.client import check_loopback
 from indicf5_fast.bench.stress.load import StressConfig, run_stress
 from indicf5_fast.bench.stress.texts import load_texts, soak_texts
-from indicf5_fast.errors import InputError
+from indicf5_fast.errors import InputError, require
 
 
 def config_from_args(args: argparse.Namespace, url: str) -> StressConfig:
@@ -42,6 +42,7 @@ def config_from_args(args: argparse.Namespace, url: str) -> StressConfig:
         nfe_step=args.nfe_step,
         speed=args.speed,
         seed=args.seed,
+        chunking=getattr(args, "chunking", None),
         timeout=args.timeout,
         max_total_seconds=args.max_time,
         max_inflight=args.max_inflight,
@@ -55,6 +56,8 @@ def config_from_args(args: argparse.Namespace, url: str) -> StressConfig:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    if not args.triton:
+        require("httpx", "bench", "indicf5-fast stress")
     if args.triton and (args.soak or args.fuzz is not None or args.spawn_server):
         raise InputError(
             "--triton works with the load sweep only (not --soak, --fuzz, --spawn-server)", "triton"

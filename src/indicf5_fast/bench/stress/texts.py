@@ -1,4 +1,4 @@
-"""The load-test text set: bundled Indic texts (10 languages) or a user file.
+"""The load-test text set: bundled Indic texts (IndicF5's 11 languages) or a user file.
 
 A text file holds one request text per line; blank lines and lines starting with '#' are
 skipped. A `.jsonl` file holds one object per line with a "text" key (optional "lang", "kind").
@@ -20,6 +20,7 @@ SHORT_MAX_CHARS = 60  # below: a short sentence
 LONG_MAX_CHARS = 200  # below: a long sentence; at or above: a paragraph
 MAX_TEXTS = 100_000  # bound on what a user file may load
 LANGUAGE_NAMES = {
+    "as": "Assamese",
     "hi": "Hindi",
     "mr": "Marathi",
     "bn": "Bengali",

@@ -18,10 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from indicf5_fast.bench.stress.client import check_loopback
 from indicf5_fast.bench.stress.stats import RequestRecord
 from indicf5_fast.bench.stress.texts import TextItem
-from indicf5_fast.config import PRESETS
+from indicf5_fast.config import PRESETS, SAMPLE_RATE
 from indicf5_fast.errors import IndicF5Error, InputError
-
-SAMPLE_RATE = 24_000
 
 
 def triton_options(voice: str, preset: str | None, nfe_step: int | None, speed: float | None, seed):
@@ -41,10 +39,8 @@ def triton_options(voice: str, preset: str | None, nfe_step: int | None, speed: 
 class TritonTarget:
     def __init__(self, url: str, *, stream: bool, timeout: float, workers: int, options: dict) -> None:
         check_loopback(url, schemes=("grpc", "http"))
-        try:
-            from indicf5_fast.deploy.triton.client import TritonTTSClient, _import_client, split_url
-        except ImportError as e:
-            raise InputError(f"--triton is not available in this build ({e})", "triton") from e
+        from indicf5_fast.deploy.triton.client import TritonTTSClient, _import_client, split_url
+
         protocol, _ = split_url(url)
         try:
             _import_client(protocol)

@@ -17,17 +17,12 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from indicf5_fast.errors import BackendUnavailableError, InputError
+from indicf5_fast.errors import BackendUnavailableError, InputError, require
 
 
 def prepare_server(workdir: str | Path) -> Path:
     """Copy the bundled server into ``workdir/tritonserver`` (once) -> that directory."""
-    try:
-        import pytriton
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"needs nvidia-pytriton: pip install 'indicf5-fast[triton]' ({e})"
-        ) from e
+    pytriton = require("pytriton", "triton", "the bundled Triton server")
     src = Path(pytriton.__file__).parent / "tritonserver"
     stub = (
         src

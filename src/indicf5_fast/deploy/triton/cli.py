@@ -11,20 +11,29 @@ import sys
 import time
 from pathlib import Path
 
+from indicf5_fast.config import (
+    BACKENDS,
+    DTYPES,
+    PRESETS,
+    SAMPLE_RATE,
+    add_config_args,
+    config_from_args,
+    flag,
+)
+from indicf5_fast.errors import require
+
 
 def add_parser(subparsers) -> None:
-    from indicf5_fast.cli import add_engine_args, add_sampling_args
-
     p = subparsers.add_parser(
         "triton", help="serve the engine under NVIDIA Triton (PyTriton, model repository, client)"
     )
     sub = p.add_subparsers(dest="triton_command", required=True)
 
     s = sub.add_parser("serve", help="PyTriton: batched + streaming models on Triton's HTTP/gRPC (KServe v2)")
-    add_engine_args(s)
-    add_sampling_args(s)
+    add_config_args(s, ("model", "runtime", "frontend", "sampling"), required=("model",))
+    # Triton's max_batch_size is the engine's: one flag (--max-batch kept as an alias)
+    add_config_args(s, only=("max_batch_size",), aliases={"max_batch_size": ("--max-batch",)})
     _add_server_args(s)
-    s.add_argument("--max-batch", type=int, default=8, help="items per model call (Triton max_batch_size)")
     s.add_argument("--queue-delay-ms", type=float, default=5.0, help="how long Triton waits to fill a batch")
     s.add_argument("--instances", type=int, default=1, help="model instances (concurrent calls) per model")
     s.add_argument("--voice-dir", default=None, help="register voices: NAME.wav + NAME.txt (transcript)")
@@ -36,16 +45,16 @@ def add_parser(subparsers) -> None:
     )
     b.add_argument("out", help="output directory")
     b.add_argument("--model", required=True, help="checkpoint path as the Triton server sees it")
-    b.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
+    b.add_argument("--backend", default="torch", choices=[x for x in BACKENDS if x != "remote"])
     b.add_argument("--device", default="auto")
-    b.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    b.add_argument("--dtype", default="auto", choices=DTYPES)
     b.add_argument(
         "--kind", default="auto", choices=("auto", "cpu", "gpu"), help="auto: gpu when CUDA is visible here"
     )
     b.add_argument("--instances", type=int, default=1, help="instances per model (per GPU for KIND_GPU)")
     b.add_argument("--max-batch", type=int, default=8)
     b.add_argument("--queue-delay-ms", type=float, default=5.0)
-    b.add_argument("--preset", choices=("quality", "fast"), default=None, help="engine default sampling")
+    b.add_argument("--preset", choices=sorted(PRESETS), default=None, help="engine default sampling")
     b.add_argument("--voice-dir", default="", help="voices dir as the server sees it (NAME.wav + NAME.txt)")
     b.add_argument(
         "--onnx-dir", default="", help="backend onnx/openvino: exported graphs, as the server sees it"
@@ -89,8 +98,17 @@ def add_parser(subparsers) -> None:
         "--stream", action="store_true", help="streaming model (gRPC): write chunks as they arrive"
     )
     c.add_argument("--seed", type=int, default=None)
-    c.add_argument("--nfe", type=int, default=None)
+    c.add_argument(flag("nfe_step"), "--nfe", dest="nfe_step", type=int, default=None)
     c.add_argument("--speed", type=float, default=None)
+    c.add_argument(
+        "--chunking",
+        choices=("upstream", "stream"),
+        default=None,
+        help="text chunking (default: stream for --stream, else IndicF5's split)",
+    )
+    c.add_argument(
+        "--first-chunk-nfe", type=int, default=None, help="progressive first chunk: its sampler steps"
+    )
     c.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     c.add_argument(
         "--wait", type=float, default=0.0, help="wait up to this many seconds for Triton to be ready"
@@ -110,40 +128,36 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from indicf5_fast.cli import config_from_args
+    require("pytriton", "triton", "indicf5-fast triton serve")  # before the (slow) model load
     from indicf5_fast.deploy.triton.handler import load_voices
     from indicf5_fast.deploy.triton.pytriton_server import PyTritonServer, TritonServeConfig
     from indicf5_fast.engine import TTS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = config_from_args(args)
     serve_cfg = TritonServeConfig(
         address=args.address,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
-        max_batch=args.max_batch,
+        max_batch=cfg.max_batch_size,
         queue_delay_ms=args.queue_delay_ms,
         instances=args.instances,
         log_verbose=args.log_verbose,
     ).validate()
-    cfg = config_from_args(args, max_batch_size=args.max_batch)
     t0 = time.perf_counter()
-    tts = TTS.load(cfg.model, **{k: v for k, v in cfg.__dict__.items() if k != "model"})
+    tts = TTS.from_config(cfg)
     voices = load_voices(tts, args.voice_dir)
-    server = PyTritonServer(tts, voices, serve_cfg)
     if voices and not args.no_warmup:  # first synthesis pays one-time costs; not a client's
         voice = next(iter(voices.values()))
-        # on the thread the models will use (CUDA graphs are recorded per thread)
-        server.run_in_worker(
-            lambda: tts.synthesize(voice.text[:40], voice=voice, seed=0, **cfg.sampling.__dict__)
-        )
+        tts.synthesize(voice.text[:40], voice=voice, seed=0)  # sampling: cfg.sampling
     print(
         f"loaded {cfg.model} in {time.perf_counter() - t0:.1f} s [{tts.backend.describe()}], "
         f"{len(voices)} voice(s); starting Triton",
         file=sys.stderr,
     )
     _stop_on_sigterm()  # docker stop / systemd: stop Triton cleanly, as Ctrl-C does
-    server.start()
+    server = PyTritonServer(tts, voices, serve_cfg).start()
     print(
         f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url}, models indicf5 (batched) and "
         "indicf5_stream (decoupled, gRPC)",
@@ -197,6 +211,7 @@ def _run_build_repo(args: argparse.Namespace) -> int:
 def _run_repo(args: argparse.Namespace) -> int:
     import tempfile
 
+    require("pytriton", "triton", "indicf5-fast triton run-repo")
     from indicf5_fast.deploy.triton.bundled import prepare_server, server_command, server_environment
 
     with tempfile.TemporaryDirectory(prefix="indicf5-triton-") as tmp:
@@ -230,11 +245,13 @@ def _run_repo(args: argparse.Namespace) -> int:
 def _run_client(args: argparse.Namespace) -> int:
     import numpy as np
 
+    require("tritonclient", "triton", "indicf5-fast triton client")
     from indicf5_fast.deploy.triton.client import TritonTTSClient
     from indicf5_fast.errors import InputError
     from indicf5_fast.frontend.audio import read_audio, write_audio
 
-    item: dict = {"seed": args.seed, "nfe_step": args.nfe, "speed": args.speed}
+    item: dict = {"seed": args.seed, "nfe_step": args.nfe_step, "speed": args.speed, "chunking": args.chunking}
+    item["first_chunk_nfe"] = args.first_chunk_nfe
     if args.voice:
         item["voice"] = args.voice
     else:
@@ -251,12 +268,12 @@ def _run_client(args: argparse.Namespace) -> int:
             for chunk in client.stream(args.text, **item):
                 t_first = t_first if t_first is not None else time.perf_counter() - t0
                 pieces.append(chunk)
-                print(f"chunk {len(pieces)}: {chunk.shape[0] / 24_000:.2f} s", file=sys.stderr)
+                print(f"chunk {len(pieces)}: {chunk.shape[0] / SAMPLE_RATE:.2f} s", file=sys.stderr)
             wave_out = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         else:
             t_first, wave_out = None, client.synthesize(args.text, **item)
     total = time.perf_counter() - t0
-    write_audio(Path(args.out), wave_out, 24_000)
+    write_audio(Path(args.out), wave_out, SAMPLE_RATE)
     first = f", first audio {t_first:.2f} s" if t_first is not None else ""
-    print(f"wrote {args.out} ({wave_out.shape[0] / 24_000:.2f} s audio) in {total:.2f} s{first}")
+    print(f"wrote {args.out} ({wave_out.shape[0] / SAMPLE_RATE:.2f} s audio) in {total:.2f} s{first}")
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from indicf5_fast.deploy.triton import tensors
-from indicf5_fast.errors import BackendUnavailableError, IndicF5Error, InputError
+from indicf5_fast.errors import IndicF5Error, InputError, require
 
 PROTOCOLS = ("http", "grpc")
 
@@ -202,13 +202,4 @@ def describe_error(e: Exception) -> str:
 
 
 def _import_client(protocol: str):
-    try:
-        if protocol == "http":
-            import tritonclient.http as mod
-        else:
-            import tritonclient.grpc as mod
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"the Triton client needs its extra: pip install 'indicf5-fast[triton]' ({e})"
-        ) from e
-    return mod
+    return require(f"tritonclient.{protocol}", "triton", "the Triton client")

@@ -19,7 +19,7 @@ from indicf5_fast.errors import InputError
 if TYPE_CHECKING:
     from indicf5_fast.engine import TTS, Voice
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".aac", ".webm", ".opus")
 
 
 @dataclass

@@ -5,12 +5,6 @@ PyTriton starts the bundled ``tritonserver`` binary as a child process; Triton's
 stubs forward each model call to the callables bound here, which run in this process. Dynamic
 batching happens in Triton: it hands us several requests per call, and all of their items go to
 one ``TTS.synthesize_batch``.
-
-GPU: PyTriton calls each model (and each instance) from its own thread, and torch's CUDA graphs
-(cudagraph trees) are kept per thread: two threads would record two sets of graphs, each with
-its own memory pool. With the engine on CUDA (or ``single_worker=True``) every engine call of
-both models runs on one worker thread instead (the GPU runs one DiT pass at a time anyway), and
-the warm-up should run there too (``run_in_worker``).
 """
 
 from __future__ import annotations
@@ -20,16 +14,16 @@ import os
 import socket
 import sysconfig
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indicf5_fast.config import BOUNDS
 from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.deploy.triton.handler import SynthesisHandler
-from indicf5_fast.errors import BackendUnavailableError, InputError
+from indicf5_fast.errors import BackendUnavailableError, InputError, require
 
 if TYPE_CHECKING:
     from indicf5_fast.engine import TTS, Voice
@@ -48,14 +42,10 @@ class TritonServeConfig:
     instances: int = 1  # model instances (threads here) of each model
     log_verbose: int = 0
     exit_timeout_s: int = 10  # how long Triton waits for in-flight requests when stopping
-    # every engine call on one thread (one set of CUDA graphs); None = when the engine is on CUDA
-    single_worker: bool | None = None
 
     def validate(self) -> TritonServeConfig:
-        if not 1 <= self.max_batch <= 256:
-            raise InputError("max_batch must be in 1..256", "max_batch")
-        if not 0 <= self.queue_delay_ms <= 10_000:
-            raise InputError("queue_delay_ms must be in 0..10000", "queue_delay_ms")
+        BOUNDS["max_batch_size"].check("max_batch", self.max_batch)  # the engine's batch = Triton's
+        BOUNDS["batch_wait_ms"].check("queue_delay_ms", self.queue_delay_ms)
         if not 1 <= self.instances <= 64:
             raise InputError("instances must be in 1..64", "instances")
         return self
@@ -71,34 +61,6 @@ def ensure_libpython_on_library_path() -> None:
         os.environ["LD_LIBRARY_PATH"] = f"{libdir}:{current}" if current else libdir
 
 
-class EngineWorker:
-    """Runs callables, and steps iterators, on one dedicated thread."""
-
-    _END = object()
-
-    def __init__(self):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indicf5-engine")
-
-    def call(self, fn: Callable, *args):
-        return self._pool.submit(fn, *args).result()
-
-    def iterate(self, make: Callable[[], Iterator]) -> Iterator:
-        """Create the iterator and advance it on the worker; yield its items here."""
-        it = self.call(lambda: iter(make()))
-        while True:
-            item = self.call(next, it, self._END)
-            if item is self._END:
-                return
-            yield item
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
-
-
-def _on_cuda(tts) -> bool:
-    return getattr(getattr(getattr(tts, "backend", None), "device", None), "type", "cpu") == "cuda"
-
-
 class PyTritonServer:
     """``with PyTritonServer(tts, voices, config) as server: ...`` serves both models."""
 
@@ -107,13 +69,7 @@ class PyTritonServer:
     ):
         self.config = (config or TritonServeConfig()).validate()
         self.handler = SynthesisHandler(tts, voices)
-        single = self.config.single_worker
-        self.worker = EngineWorker() if (_on_cuda(tts) if single is None else single) else None
         self._triton = None
-
-    def run_in_worker(self, fn: Callable, *args):
-        """``fn(*args)`` where the models run their engine calls (e.g. the warm-up)."""
-        return fn(*args) if self.worker is None else self.worker.call(fn, *args)
 
     @property
     def http_url(self) -> str:
@@ -163,8 +119,6 @@ class PyTritonServer:
         if self._triton is not None:
             self._triton.stop()
             self._triton = None
-        if self.worker is not None:
-            self.worker.close()
 
     def __enter__(self) -> PyTritonServer:
         return self.start()
@@ -204,7 +158,7 @@ class PyTritonServer:
         handler = self.handler
 
         def infer(requests: list) -> list[dict[str, np.ndarray]]:
-            return self.run_in_worker(handler.infer, [r.data for r in requests])
+            return handler.infer([r.data for r in requests])
 
         return infer
 
@@ -213,11 +167,7 @@ class PyTritonServer:
 
         def infer_stream(requests: list) -> Iterator[list[dict[str, np.ndarray]]]:
             (request,) = requests  # no dynamic batcher: Triton passes one request per call
-            if self.worker is None:
-                chunks = handler.stream(request.data)
-            else:  # each chunk is made on the engine worker, sent from Triton's thread
-                chunks = self.worker.iterate(lambda: handler.stream(request.data))
-            for outputs in chunks:
+            for outputs in handler.stream(request.data):
                 yield [outputs]
 
         return infer_stream
@@ -234,18 +184,12 @@ def check_port_free(address: str, port: int) -> None:
 
 def _import_pytriton():
     """pytriton's public names in one namespace; a clear error when the extra is missing."""
-    try:
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"Triton serving needs its extra: pip install 'indicf5-fast[triton]' ({e})"
-        ) from e
-
+    model_config = require("pytriton.model_config", "triton", "Triton serving")
+    triton = require("pytriton.triton", "triton", "Triton serving")
     return SimpleNamespace(
-        DynamicBatcher=DynamicBatcher,
-        ModelConfig=ModelConfig,
-        Tensor=Tensor,
-        Triton=Triton,
-        TritonConfig=TritonConfig,
+        DynamicBatcher=model_config.DynamicBatcher,
+        ModelConfig=model_config.ModelConfig,
+        Tensor=model_config.Tensor,
+        Triton=triton.Triton,
+        TritonConfig=triton.TritonConfig,
     )

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from indicf5_fast.config import BOUNDS
 from indicf5_fast.deploy.triton import tensors
 from indicf5_fast.errors import InputError
 
@@ -50,8 +51,10 @@ class RepoOptions:
             raise InputError("give --model: the checkpoint path as the Triton server sees it", "model")
         if self.kind not in KINDS:
             raise InputError(f"kind must be one of {KINDS}, got {self.kind!r}", "kind")
-        if not 1 <= self.instances <= 64 or not 1 <= self.max_batch <= 256:
-            raise InputError("instances must be in 1..64 and max_batch in 1..256", "instances")
+        if not 1 <= self.instances <= 64:
+            raise InputError("instances must be in 1..64", "instances")
+        BOUNDS["max_batch_size"].check("max_batch", self.max_batch)
+        BOUNDS["batch_wait_ms"].check("queue_delay_ms", self.queue_delay_ms)
         if self.vocoder_tensorrt and not self.vocoder_onnx:
             raise InputError("--vocoder-tensorrt needs --vocoder-onnx", "vocoder_tensorrt")
         if self.vocoder_tensorrt and not self.vocoder_trt_cache:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from indicf5_fast.config import BOUNDS, SAMPLE_RATE, check_seed
 from indicf5_fast.errors import AudioError, InputError
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 MODEL_NAME = "indicf5"  # batched model: one response per request
 STREAM_MODEL_NAME = "indicf5_stream"  # decoupled model: one response per text chunk
-SAMPLE_RATE = 24_000
 NO_SEED = -1  # `seed` value meaning "random", so seeded and unseeded items share one batch
 
 
@@ -49,7 +49,7 @@ class TensorSpec:
         return "TYPE_STRING" if self.dtype is np.bytes_ else "TYPE_" + _V2_DTYPES[self.dtype]
 
 
-_V2_DTYPES = {np.bytes_: "BYTES", np.float32: "FP32", np.int32: "INT32", np.int64: "INT64"}
+_V2_DTYPES = {np.bytes_: "BYTES", np.float32: "FP32", np.int32: "INT32", np.int64: "INT64", np.bool_: "BOOL"}
 
 INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("text", np.bytes_, (1,)),
@@ -61,9 +61,15 @@ INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("seed", np.int64, (1,), optional=True),  # -1 = random
     TensorSpec("speed", np.float32, (1,), optional=True),
     TensorSpec("cfg_strength", np.float32, (1,), optional=True),
-    TensorSpec("sway_sampling_coef", np.float32, (1,), optional=True),  # NaN = no sway
+    TensorSpec("sway_sampling_coef", np.float32, (1,), optional=True),  # NaN = no sway (as 0)
     TensorSpec("schedule", np.bytes_, (1,), optional=True),  # uniform | epss
     TensorSpec("cfg_skip_last", np.int32, (1,), optional=True),
+    TensorSpec(
+        "language", np.bytes_, (1,), optional=True
+    ),  # ISO 639-1 (hi, mr, bn, as ...); "" = from script
+    TensorSpec("normalize", np.bool_, (1,), optional=True),  # false: numbers, dates ... stay as written
+    TensorSpec("chunking", np.bytes_, (1,), optional=True),  # upstream | stream (default: by model)
+    TensorSpec("first_chunk_nfe", np.int32, (1,), optional=True),  # progressive first chunk's steps
 )
 OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("audio", np.float32, (-1,)),  # 24 kHz, zero-padded to the longest item of the request
@@ -75,7 +81,8 @@ STREAM_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("error", np.bytes_, (1,)),  # empty = ok; else the only response of the stream
 )
 
-# optional input -> engine sampling option (the engine validates the values)
+# optional input -> engine request option (the engine validates the values). chunking unset:
+# the batched model uses IndicF5's split, the streaming model the latency-aware one.
 _OPTION_INPUTS = {
     "nfe_step": int,
     "speed": float,
@@ -83,6 +90,8 @@ _OPTION_INPUTS = {
     "sway_sampling_coef": float,
     "schedule": str,
     "cfg_skip_last": int,
+    "chunking": str,
+    "first_chunk_nfe": int,
 }
 
 
@@ -95,6 +104,8 @@ def encode_request(
     ref_sample_rate: int | None = None,
     ref_text: str | None = None,
     seed: int | None = None,
+    language: str | None = None,
+    normalize: bool | None = None,
     **options: Any,
 ) -> dict[str, np.ndarray]:
     """One item -> the input arrays of a request with batch size 1 (None values are left out)."""
@@ -109,15 +120,20 @@ def encode_request(
         out["ref_sample_rate"] = np.array([[ref_sample_rate or SAMPLE_RATE]], dtype=np.int32)
         out["ref_text"] = _bytes_item(ref_text or "")
     if seed is not None:
+        check_seed(seed)
         out["seed"] = np.array([[seed]], dtype=np.int64)
+    if language is not None:
+        out["language"] = _bytes_item(language)
+    if normalize is not None:
+        out["normalize"] = np.array([[bool(normalize)]], dtype=np.bool_)
     specs = {s.name: s for s in INPUTS}
     for name, value in options.items():
         if name not in _OPTION_INPUTS:
             raise InputError(f"unknown option {name!r} (expected one of {sorted(_OPTION_INPUTS)})", name)
-        if name == "sway_sampling_coef" and value is None:
-            value = math.nan
-        if value is None:
+        if value is None:  # left out: the server engine's default
             continue
+        if name in BOUNDS:  # the engine's range: also keeps the value inside the tensor's dtype
+            BOUNDS[name].check(name, value)
         spec = specs[name]
         out[name] = _bytes_item(value) if spec.dtype is np.bytes_ else np.array([[value]], dtype=spec.dtype)
     return out
@@ -181,6 +197,12 @@ def _parse_item(tts: TTS, data: Mapping[str, np.ndarray], i: int, voices: Mappin
         return None if data.get(name) is None else np.asarray(data[name])[i]
 
     text = _text(item("text")[0])
+    language = item("language")
+    text_options: dict[str, Any] = {}
+    if language is not None and _text(language[0]):
+        text_options["language"] = _text(language[0])
+    if item("normalize") is not None:
+        text_options["normalize"] = bool(item("normalize")[0])
     voice_name = item("voice")
     if voice_name is not None and _text(voice_name[0]):
         name = _text(voice_name[0])
@@ -196,6 +218,7 @@ def _parse_item(tts: TTS, data: Mapping[str, np.ndarray], i: int, voices: Mappin
         voice = tts.prepare_voice(
             (np.asarray(wave, dtype=np.float32), int(sr[0]) if sr is not None else SAMPLE_RATE),
             _text(ref_text[0]) if ref_text is not None else "",
+            **text_options,
         )
     options: dict[str, Any] = {}
     for name, cast in _OPTION_INPUTS.items():
@@ -204,12 +227,11 @@ def _parse_item(tts: TTS, data: Mapping[str, np.ndarray], i: int, voices: Mappin
             continue
         v = cast(_text(value[0])) if cast is str else cast(value[0])
         if name == "sway_sampling_coef" and math.isnan(v):
-            options[name] = None  # explicit "no sway"
-            continue
+            v = 0.0  # "no sway": the same time grid as none at all
         options[name] = v
     seed = item("seed")
     seed_value = int(seed[0]) if seed is not None and int(seed[0]) != NO_SEED else None
-    return tts.make_request(text, voice=voice, seed=seed_value, **options)
+    return tts.make_request(text, voice=voice, seed=seed_value, **options, **text_options)
 
 
 def pack_outputs(results: list[np.ndarray | InputError]) -> dict[str, np.ndarray]:

@@ -19,7 +19,8 @@ from indicf5_fast.deploy.triton.handler import SynthesisHandler, load_voices
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        import indicf5_fast
+        from indicf5_fast.config import EngineConfig, SamplingOptions
+        from indicf5_fast.engine import TTS
 
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
@@ -27,20 +28,17 @@ class TritonPythonModel:
         device = params.get("device") or "auto"
         if args.get("model_instance_kind") == "GPU":  # KIND_GPU: Triton picks the GPU of this instance
             device = f"cuda:{args['model_instance_device_id']}"
-        overrides = {"max_batch_size": int(params.get("max_batch_size") or 8)}
-        if params.get("onnx_dir"):  # backend onnx / openvino: the exported graphs
-            overrides["onnx_dir"] = params["onnx_dir"]
-        if params.get("preset"):
-            from indicf5_fast.config import SamplingOptions
-
-            overrides["sampling"] = SamplingOptions.preset(params["preset"])
-        tts = indicf5_fast.load(
-            params["model"],
+        engine = EngineConfig(
+            model=params["model"],
             backend=params.get("backend") or "torch",
             device=device,
             dtype=params.get("dtype") or "auto",
-            **overrides,
+            max_batch_size=int(params.get("max_batch_size") or 8),
+            onnx_dir=params.get("onnx_dir") or None,  # backend onnx / openvino: the exported graphs
         )
+        if params.get("preset"):
+            engine.sampling = SamplingOptions.preset(params["preset"])
+        tts = TTS.from_config(engine)
         if params.get("vocoder_model"):
             tts.backend = BLSVocoder(
                 tts.backend, params["vocoder_model"], params["vocoder_input"], params["vocoder_output"]
