@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ART    ?= artifacts
 
-.PHONY: demo test install lint bench bench-quick soak clean ui-deps
+.PHONY: demo test install lint bench bench-quick soak clean ui-deps gpu-check gpu-check-dry gpu-wheels
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,30 @@ soak: $(STAMP)
 	@test -f $(ART)/tiny/model.safetensors || $(PY) -m indicf5_fast.cli init-random $(ART)/tiny --arch tiny
 	$(PY) -m indicf5_fast.cli stress --soak --requests 1000 --concurrency 4 --spawn-server --model $(ART)/tiny \
 	    --server-args "--preset fast --data-dir $(ART)/soak/voices" --output-dir $(ART)/soak
+
+# ---- GPU proof kit (issue 14): one call on a CUDA machine, results in $(OUT) (see scripts/gpu-check.sh)
+# The GPU machine runs its own python3 (torch with CUDA); missing packages travel as cp312 wheels in
+# .whl/ (make gpu-wheels, ~8 MB; numpy, torch, onnx, onnxruntime, einops, torchdiffeq, safetensors,
+# scipy, pytest are in that image already). `make test` runs the CPU dry run (tests/test_gpu_kit.py).
+OUT ?= $(ART)/gpu-check
+GPU_PYTHON ?= python3
+GPU_WHEELS := f5-tts==1.1.22 vocos==0.1.0 x-transformers==2.31.10 einx==0.4.3 frozendict==2.5.1 \
+    loguru==0.7.3 torch-einops-utils==0.2.0 pypinyin==0.55.0 rjieba==0.2.2 soundfile==0.14.0 \
+    cffi==2.1.1 pycparser==3.12
+WHEEL_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64
+
+gpu-check:
+	OUT=$(OUT) PYTHON=$(GPU_PYTHON) bash scripts/gpu-check.sh
+
+gpu-check-dry: $(STAMP)
+	OUT=$(OUT)-dry PYTHON=$(PY) GPU_CHECK_DEVICE=cpu bash scripts/gpu-check.sh
+
+gpu-wheels: $(PY)
+	rm -rf .whl && mkdir -p .whl
+	$(PIP) download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    $(WHEEL_PLATFORMS) -d .whl $(GPU_WHEELS)
+	@du -sh .whl
 
 # System packages for the web playground and its browser test (Debian/Ubuntu, as root): Chromium and
 # its driver (Selenium must not download one), ffmpeg (Gradio streams audio through it), Noto fonts

@@ -9,6 +9,7 @@ vocode; restore RMS; join chunks with a 0.15 s cross-fade.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 import threading
@@ -104,7 +105,10 @@ class TTS:
         self.config = config
         self.backend = backend
         self.tokenizer = tokenizer
-        self._mel = mel_frontend.eval()
+        self._mel = _on_cpu(mel_frontend)  # waves and reference mels are CPU/numpy, always
+        # GPU backends sample a multi-chunk text's chunks as one padded batch (one launch per
+        # step instead of one per chunk); on CPU that gains nothing and one by one keeps memory low
+        self.batch_chunks = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
         self.max_frames = max_frames
         self._voices: OrderedDict[str, Voice] = OrderedDict()
         self._voice_lock = threading.Lock()
@@ -138,8 +142,11 @@ class TTS:
         )
         tokenizer = Tokenizer.from_file(ckpt.vocab_path)
         dit, vocos = ckpt.build()
+        # the mel front end is a CPU copy made before the backend moves the vocoder (whose
+        # feature extractor holds the checkpoint's window and filterbank) to its device
+        mel_frontend = copy.deepcopy(vocos.feature_extractor.mel_spec).cpu()
         be = create_backend(config, ckpt, dit, vocos)
-        return cls(config, be, tokenizer, vocos.feature_extractor.mel_spec, ckpt.dit_args.text_pos_max)
+        return cls(config, be, tokenizer, mel_frontend, ckpt.dit_args.text_pos_max)
 
     # ------------------------------------------------------------------ front ends
     @torch.inference_mode()
@@ -229,8 +236,23 @@ class TTS:
             chunking=chunking,
         )
         chunks = self.plan(req, 0)
-        waves = [self._run_chunks([c])[0] for c in _with_progress(chunks, progress)]
+        if self.batch_chunks and len(chunks) > 1:
+            waves = self._run_grouped(chunks, progress)
+        else:
+            waves = [self._run_chunks([c])[0] for c in _with_progress(chunks, progress)]
         return self._finish(waves, req.voice)
+
+    def _run_grouped(
+        self, chunks: list[_Chunk], progress: Callable[[int, int], None] | None
+    ) -> list[np.ndarray]:
+        """One request's chunks in padded batches (max_batch_size), back in text order."""
+        done: dict[int, np.ndarray] = {}
+        for group in _batch_groups(chunks, self.config.max_batch_size):
+            for c, w in zip(group, self._run_chunks(group), strict=True):
+                done[c.index] = w
+            if progress is not None:
+                progress(len(done), len(chunks))
+        return [done[c.index] for c in chunks]
 
     def synthesize_batch(self, requests: Sequence[SynthesisRequest | dict]) -> list[np.ndarray]:
         """Many requests at once: their chunks are sampled in padded batches (max_batch_size).
@@ -361,7 +383,7 @@ class TTS:
             cfg_skip_last=cfg_skip_last,
         ).validate()
         mel = self._sample([cond], [tokens], [duration], [seed], opts)
-        return mel[0, :duration].numpy()
+        return mel[0, :duration].cpu().numpy()
 
     @torch.inference_mode()
     def vocode(self, mel) -> np.ndarray:
@@ -385,7 +407,9 @@ class TTS:
         waves = []
         for i, c in enumerate(chunks):
             gen = mel[i, c.voice.frames : c.duration]  # [n_gen, 100]: drop the reference frames
-            waves.append(self.vocode(gen.numpy()))
+            # the mel stays on the backend's device between the sampler and the vocoder
+            with torch.inference_mode():
+                waves.append(self.backend.vocode(gen.t().unsqueeze(0))[0].cpu().numpy())
         return waves
 
     @torch.inference_mode()
@@ -429,7 +453,7 @@ class TTS:
             mask=mask,
             cfg_skip_last=opts.cfg_skip_last,
         )
-        return out[:, :n_max].cpu()
+        return out[:, :n_max]  # [b, n_max, 100] on the backend's device
 
     def _text_embeddings(self, tokens: list[list[int]], durations: list[int], n: int, with_null: bool):
         """Once per request: each item's embedding at its own length, zero-padded to n frames
@@ -456,6 +480,13 @@ class TTS:
         if self.config.remove_silence:  # IndicF5's int16 output chain, returned as float32
             joined = audio_io.postprocess_indicf5(joined, SAMPLE_RATE).astype(np.float32) / 32768.0
         return np.asarray(joined, dtype=np.float32)
+
+
+def _on_cpu(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` in eval mode on the CPU; a CPU copy when its tensors live elsewhere (the
+    caller's module is never moved)."""
+    on_cpu = all(t.device.type == "cpu" for t in list(module.parameters()) + list(module.buffers()))
+    return (module if on_cpu else copy.deepcopy(module).cpu()).eval()
 
 
 def _pad_stack(items: list[torch.Tensor], n: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ def create_backend(config: EngineConfig, ckpt: Checkpoint, dit: DiT, vocos: Voco
 
         backend = TorchBackend(dit, vocos, device, resolve_dtype(config.dtype, device))
         if config.compile:
-            backend.enable_compile(config.frame_bucket)
+            backend.enable_compile(config.frame_bucket, max_batch=config.max_batch_size)
         return backend
     if config.backend == "onnx":
         from indicf5_fast.backends.onnx_backend import create_onnx_backend

@@ -101,7 +101,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype in (None, "", "auto"):
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            # the chosen GPU's own capability: bf16 needs Ampere (sm_80) or newer in hardware
+            # (is_bf16_supported() is true by emulation on older GPUs, and asks device 0)
+            major, _ = torch.cuda.get_device_capability(device)
+            return torch.bfloat16 if major >= 8 else torch.float16
         # never fp16 on a CPU: it runs ~1000x slower than bf16 here
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if dtype not in table:

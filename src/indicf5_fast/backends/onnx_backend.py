@@ -4,11 +4,17 @@ Execution providers, chosen by ``--providers`` (else by ``--device``):
   * CPU (default here): fp32 (or int8) graphs, session options tuned for latency — intra-op
     threads = physical cores, full graph optimisation, memory arena on.
   * CUDA: the fp16 DiT graph; IO binding on torch CUDA tensors so x/cond/text embedding/mask and
-    the velocity stay on the GPU across sampler steps, on torch's own stream (no host sync per
-    step).
+    the velocity stay on the GPU across sampler steps. ORT runs on its own CUDA stream (a real
+    torch.cuda.Stream: handle 0 would mean "no user stream" to ORT), ordered against torch's
+    current stream with events (``StreamOrder``), so no host sync per step. If ORT does not
+    take the stream, each run is bracketed by host syncs instead (correct, slower).
   * TensorRT (through onnxruntime-gpu's TensorRT EP): the fp32 graphs built in fp16 by TensorRT,
-    engine + timing cache on disk, one explicit shape profile per graph covering the length
-    buckets (ORT keeps a TRT context on profile 0, so several profiles would not be used).
+    engine + timing cache on disk, one explicit shape profile per graph (ORT keeps a TRT context
+    on profile 0, so several profiles would not be used). The DiT's exported attention
+    materialises [rows, heads, n, n] scores, and TensorRT sizes its memory for the profile's
+    maximum: the profile admits as many rows at the longest length as fit
+    ``ATTENTION_BUDGET_BYTES`` (2 GiB: 4 rows = 2 requests with CFG at 4096 frames); larger
+    passes (any provider) are split into row chunks that fit the budget.
 CUDA and TensorRT are unverified here (no GPU); a provider that is not there is a
 BackendUnavailableError, never a silent CPU fallback.
 """
@@ -48,6 +54,74 @@ PROVIDER_ALIASES = {
 }
 _NP_TYPES = {torch.float32: np.float32, torch.int64: np.int64, torch.bool: np.bool_}
 OUTPUTS = {"text_embed": "text_emb", "velocity": "v", "vocoder": "wave"}
+# the [rows, heads, n, n] attention scores of one exported DiT pass may take at most this much
+# (ORT's softmax output is the same size again): larger passes are split into row chunks
+ATTENTION_BUDGET_BYTES = 2 << 30
+
+
+def max_attention_rows(heads: int, frames: int, elem_bytes: int, budget: int = ATTENTION_BUDGET_BYTES) -> int:
+    """Rows of one DiT pass whose [rows, heads, frames, frames] scores fit ``budget`` (>= 1)."""
+    return max(1, int(budget) // (heads * frames * frames * elem_bytes))
+
+
+class StreamOrder:
+    """ONNX Runtime's CUDA work on its own torch stream, ordered against torch's current stream
+    with CUDA events (no host sync).
+
+    ORT gets ``stream`` as its ``user_compute_stream``: a real ``torch.cuda.Stream``, never
+    torch's default stream, whose handle 0 ORT reads as "no user stream". The runs use
+    ``disable_synchronize_execution_providers`` (ORT does not wait for its stream at the end of
+    a run), so the order is explicit:
+      ``before(tensors)``: ORT's stream waits for torch's current stream (inputs are written),
+        and every tensor ORT reads or writes is recorded on ORT's stream, so torch's caching
+        allocator does not reuse its memory before ORT's work on it is done;
+      ``after()``: torch's current stream waits for ORT's stream (outputs are complete).
+    """
+
+    def __init__(self, device: torch.device, stream=None, current_stream=None):
+        self.device = device
+        self.stream = stream if stream is not None else torch.cuda.Stream(device)
+        self._current = current_stream or (lambda: torch.cuda.current_stream(device))
+        self.handle = int(self.stream.cuda_stream)
+        if self.handle == 0:
+            raise RuntimeError("ONNX Runtime needs a non-default CUDA stream (handle 0 = no user stream)")
+
+    def before(self, tensors) -> None:
+        self.stream.wait_stream(self._current())
+        for t in tensors:
+            if t.is_cuda:
+                t.record_stream(self.stream)
+
+    def after(self) -> None:
+        self._current().wait_stream(self.stream)
+
+
+def stream_options(provider: str, handle: int | None) -> dict[str, str]:
+    """Provider options that hand ORT a user compute stream. TensorRT gets only
+    ``user_compute_stream`` (ORT >= 1.17 sets ``has_user_compute_stream`` itself; older
+    versions parse that key differently or reject it); CUDA gets both."""
+    if handle is None:
+        return {}
+    if not int(handle):
+        raise ValueError("user_compute_stream must not be 0 (ORT reads 0 as no user stream)")
+    if provider == TRT:
+        return {"user_compute_stream": str(int(handle))}
+    return {"has_user_compute_stream": "1", "user_compute_stream": str(int(handle))}
+
+
+def stream_accepted(session, provider: str, handle: int) -> bool:
+    """Whether ``session`` really runs ``provider`` on our stream (from the options ORT reports;
+    unknown counts as no, so the caller falls back to host syncs, which is always correct)."""
+    try:
+        opts = session.get_provider_options().get(provider, {})
+    except Exception:  # ORT builds without get_provider_options for this EP
+        return False
+    if "user_compute_stream" in opts:
+        try:
+            return int(opts["user_compute_stream"]) == int(handle)
+        except ValueError:
+            return False
+    return str(opts.get("has_user_compute_stream", "0")).lower() in ("1", "true")
 
 
 def resolve_providers(requested: list[str] | None, device: torch.device, available: list[str]) -> list[str]:
@@ -142,6 +216,8 @@ class OnnxBackend(GraphBackend):
         frame_bucket: int = 64,
         trt_fp16: bool = True,
         trt_cache: Path | None = None,
+        attention_budget_bytes: int = ATTENTION_BUDGET_BYTES,
+        stream_order: StreamOrder | None = None,
     ):
         ort = require("onnxruntime", "onnx", "backend onnx")
 
@@ -156,47 +232,63 @@ class OnnxBackend(GraphBackend):
             torch.float16 if self.variant == "fp16" or (providers[0] == TRT and trt_fp16) else torch.float32
         )
         self.text_dim = manifest["dit_args"]["text_dim"]
+        self.heads = int(manifest["dit_args"]["heads"])
         self.threads = threads or physical_cores()
         self.trt_cache = trt_cache or self.onnx_dir / "trt-cache"
-        self._run_options = ort.RunOptions()
-        stream = None
-        if self.bind:
-            stream = torch.cuda.current_stream(device).cuda_stream
-            # ORT works on torch's stream: no host sync needed between a step and the next
-            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        self.attention_budget = int(attention_budget_bytes)
+        self._score_bytes = 2 if self.dtype == torch.float16 else 4
         bucket = max(1, frame_bucket)
         top = -(-max_frames // bucket) * bucket
-        self.sessions = {}
+        # TensorRT: the profile's maximum rows at the longest length fit the attention budget
+        self.max_rows = 2 * max(1, max_batch)
+        if providers[0] == TRT:
+            self.max_rows = min(self.max_rows, max_attention_rows(self.heads, top, 2, self.attention_budget))
+        self._run_sync = ort.RunOptions()  # ORT waits for its stream at the end of a run
+        self._run_nosync = ort.RunOptions()  # ordering done by StreamOrder instead
+        self._run_nosync.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        self._order = (stream_order or StreamOrder(device)) if self.bind else None
+        handle = self._order.handle if self._order is not None else None
+        self.sessions, self.ordered = {}, {}
         for graph, info in manifest["graphs"].items():
             opt_batch = 1 if graph == "vocoder" else 2  # CFG packs cond + uncond
-            prov = self._provider_options(
-                info, stream, trt_fp16, max_batch=2 * max(1, max_batch), top=top, opt_batch=opt_batch
-            )
-            so = session_options(self.threads, self.gpu)
-            try:
-                sess = ort.InferenceSession(str(self.onnx_dir / info["file"]), so, providers=prov)
-            except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-                raise BackendUnavailableError(f"ONNX Runtime could not load {info['file']}: {e}") from e
-            active = sess.get_providers()
-            if providers[0] not in active:  # ORT falls back to CPU silently when an EP fails to start
-                raise BackendUnavailableError(
-                    f"{providers[0]} was requested but ONNX Runtime could not start it (active: {active}); "
-                    "check the CUDA/cuDNN/TensorRT libraries match your onnxruntime-gpu build"
-                )
-            self.sessions[graph] = sess
+            rows = self.max_rows if graph == "velocity" else 2 * max(1, max_batch)
+            sizes = {"max_batch": rows, "top": top, "opt_batch": min(opt_batch, rows)}
+            self.sessions[graph], self.ordered[graph] = self._open(ort, info, handle, trt_fp16, sizes)
         self.active_providers = self.sessions["velocity"].get_providers()
 
+    def _open(self, ort, info: dict, handle: int | None, trt_fp16: bool, sizes: dict) -> tuple:
+        """One session. With a user stream first; if ORT rejects those options (their parsing
+        differs across ORT versions) or does not report taking the stream, the session runs on
+        ORT's own stream with host syncs around each run. -> (session, runs on our stream)."""
+        path = str(self.onnx_dir / info["file"])
+        attempts = [handle, None] if handle is not None else [None]
+        error: Exception | None = None
+        for h in attempts:
+            prov = self._provider_options(info, h, trt_fp16, **sizes)
+            try:
+                sess = ort.InferenceSession(path, session_options(self.threads, self.gpu), providers=prov)
+            except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+                error = e
+                continue
+            active = sess.get_providers()
+            if self.requested[0] not in active:  # ORT falls back to CPU silently when an EP fails
+                raise BackendUnavailableError(
+                    f"{self.requested[0]} was requested but ONNX Runtime could not start it (active: "
+                    f"{active}); check the CUDA/cuDNN/TensorRT libraries match your onnxruntime-gpu build"
+                )
+            return sess, h is not None and stream_accepted(sess, self.requested[0], h)
+        raise BackendUnavailableError(f"ONNX Runtime could not load {info['file']}: {error}") from error
+
     def _provider_options(self, info, stream, trt_fp16, *, max_batch, top, opt_batch) -> list:
-        """Per-session provider list: GPU EPs share torch's stream; TensorRT gets its caches and
-        one shape profile (batch 1..max_batch, frames 2..top, optimised for opt_batch x 512)."""
+        """Per-session provider list: GPU EPs get our stream (``stream_options``); TensorRT gets
+        its caches and one shape profile (batch 1..max_batch, frames 2..top, optimised for
+        opt_batch x 512)."""
         out: list = []
         for p in self.requested:
             opts: dict[str, object] = {}
             if p in GPU_PROVIDERS:
                 opts["device_id"] = self.device_id
-                if stream is not None:
-                    opts["has_user_compute_stream"] = "1"
-                    opts["user_compute_stream"] = str(stream)
+                opts |= stream_options(p, stream)
             if p == CUDA:
                 opts |= {"arena_extend_strategy": "kSameAsRequested", "cudnn_conv_algo_search": "HEURISTIC"}
             if p == TRT:
@@ -223,7 +315,7 @@ class OnnxBackend(GraphBackend):
         where = next(iter(feeds.values())).device
         if not self.bind:
             arrays = {k: v.detach().to("cpu").contiguous().numpy() for k, v in feeds.items()}
-            out = torch.from_numpy(sess.run([OUTPUTS[graph]], arrays, self._run_options)[0])
+            out = torch.from_numpy(sess.run([OUTPUTS[graph]], arrays, self._run_sync)[0])
             return out.to(where)
         binding = sess.io_binding()
         keep = []  # the bound buffers must outlive run_with_iobinding
@@ -233,10 +325,17 @@ class OnnxBackend(GraphBackend):
             binding.bind_input(name, "cuda", self.device_id, _NP_TYPES[t.dtype], tuple(t.shape), t.data_ptr())
         out = torch.empty(out_shape, dtype=torch.float32, device=self.device)
         binding.bind_output(OUTPUTS[graph], "cuda", self.device_id, np.float32, out_shape, out.data_ptr())
-        # same CUDA stream as torch (user_compute_stream) and no sync at the end of the run:
-        # torch's later kernels on that stream are ordered after ORT's
-        sess.run_with_iobinding(binding, self._run_options)
+        if self.ordered[graph]:  # on our stream: event ordering both ways, no host sync
+            self._order.before([*keep, out])
+            sess.run_with_iobinding(binding, self._run_nosync)
+            self._order.after()
+        else:  # ORT's own stream: torch's writes must be done before, ORT syncs at the end
+            self._sync_torch()
+            sess.run_with_iobinding(binding, self._run_sync)
         return out.to(where)
+
+    def _sync_torch(self) -> None:
+        torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
     def text_embed(self, tokens: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
@@ -244,19 +343,31 @@ class OnnxBackend(GraphBackend):
         feeds = {"tokens": tokens.to(torch.int64), "drop": drop.to(torch.bool)}
         return self._run("text_embed", feeds, (b, n, self.text_dim))
 
+    def rows_per_pass(self, frames: int) -> int:
+        """DiT rows one graph run may take at ``frames``: the attention scores fit the budget
+        (and, for TensorRT, the profile)."""
+        fit = max_attention_rows(self.heads, frames, self._score_bytes, self.attention_budget)
+        return max(1, min(fit, self.max_rows)) if self.requested[0] == TRT else fit
+
     @torch.inference_mode()
     def velocity(self, x, cond, text_emb, t, mask):
         b, n, c = x.shape
         if mask is None:  # the graph always takes a mask: all frames valid
             mask = torch.ones(b, n, dtype=torch.bool, device=x.device)
-        feeds = {
-            "x": x.to(torch.float32),
-            "cond": cond.to(torch.float32),
-            "text_emb": text_emb.to(torch.float32),
-            "t": t.to(torch.float32).reshape(-1).expand(b),
-            "mask": mask.to(torch.bool),
-        }
-        return self._run("velocity", feeds, (b, n, c))
+        t = t.to(torch.float32).reshape(-1).expand(b)
+        step = self.rows_per_pass(n)
+        outs = []
+        for i in range(0, b, step):  # rows are independent: a split pass equals the whole one
+            rows = slice(i, min(b, i + step))
+            feeds = {
+                "x": x[rows].to(torch.float32),
+                "cond": cond[rows].to(torch.float32),
+                "text_emb": text_emb[rows].to(torch.float32),
+                "t": t[rows],
+                "mask": mask[rows].to(torch.bool),
+            }
+            outs.append(self._run("velocity", feeds, (rows.stop - rows.start, n, c)))
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor) -> torch.Tensor:
@@ -270,6 +381,7 @@ class OnnxBackend(GraphBackend):
             "providers": self.active_providers,
             "onnx_dir": str(self.onnx_dir),
             "threads": None if self.gpu else self.threads,
+            **({"user_stream": all(self.ordered.values())} if self.bind else {}),
         }
 
 

@@ -21,6 +21,8 @@ from indicf5_fast.errors import InputError, require
 # engine fields the bench exposes, with the bench's own defaults (CPU graphs are dynamic in
 # length when compiled: a small frame bucket is enough)
 ENGINE_DEFAULTS = {"device": "cpu", "frame_bucket": 16}
+# one sentence (one text chunk, ~2.5 s of speech) for --ttfa
+TTFA_SENTENCE = "नमस्ते, आज मौसम बहुत अच्छा है और हम बाज़ार जा रहे हैं।"
 
 DEFAULTS = {
     "backends": "torch",
@@ -59,6 +61,18 @@ def add_parser(subparsers) -> None:
         help="NFE:schedule list for upstream (default: 32:uniform + --steps)",
     )
     add_config_args(p, only=("device", "threads", "frame_bucket"), defaults=ENGINE_DEFAULTS)
+    p.add_argument(
+        "--upstream-dtype",
+        default="auto",
+        choices=("auto", "float32", "float16", "bfloat16"),
+        help="upstream baseline dtype; auto = upstream's own default (fp16 on CUDA, else fp32)",
+    )
+    p.add_argument(
+        "--ttfa",
+        action="store_true",
+        help="also time to first audio of one streamed sentence per configuration (upstream: whole)",
+    )
+    p.add_argument("--ttfa-text", default=None, help="the sentence for --ttfa (default: a Hindi one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="one length, the headline configurations (< 5 min)")
     p.add_argument(
@@ -103,20 +117,33 @@ def _steps(value: str) -> list[tuple[int, str]]:
     return out
 
 
+def upstream_dtype(args: argparse.Namespace) -> str:
+    choice = getattr(args, "upstream_dtype", "auto") or "auto"
+    if choice != "auto":
+        return choice
+    device = getattr(args, "device", "cpu") or "cpu"
+    if not device.startswith("cuda"):
+        return "float32"
+    from indicf5_fast.bench.upstream import upstream_default_dtype
+
+    return upstream_default_dtype(device)
+
+
 def build_configs(args: argparse.Namespace) -> tuple[list, list[float], int]:
     """The configuration list, lengths and repeats for the chosen mode."""
     from indicf5_fast.bench.runner import Config
 
+    up = upstream_dtype(args)
     if args.demo:
         configs = [
-            Config("upstream", "float32", False, 32, "uniform"),
+            Config("upstream", up, False, 32, "uniform"),
             Config("torch", "bfloat16", False, 32, "uniform"),
             Config("torch", "bfloat16", False, 7, "epss"),
         ]
         return configs, [float(args.seconds or 2)], args.repeats or 1
     if args.quick:
         configs = [
-            Config("upstream", "float32", False, 32, "uniform"),
+            Config("upstream", up, False, 32, "uniform"),
             Config("torch", "bfloat16", True, 32, "uniform"),
             Config("torch", "bfloat16", True, 7, "epss"),
             Config("torch", "bfloat16", False, 7, "epss"),
@@ -134,7 +161,7 @@ def build_configs(args: argparse.Namespace) -> tuple[list, list[float], int]:
     if not args.no_upstream:
         # IndicF5's default setting is always measured: it is the baseline of every speedup
         up_steps = [(32, "uniform"), *(_steps(args.upstream_steps) if args.upstream_steps else steps)]
-        configs += [Config("upstream", "float32", False, n, s) for n, s in up_steps]
+        configs += [Config("upstream", up, False, n, s) for n, s in up_steps]
     for backend in backends:
         for dtype in dtypes:
             for comp in compiles if backend == "torch" else [False]:
@@ -181,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=repeats,
         seed=args.seed,
         engine=engine,
+        ttfa_text=(args.ttfa_text or TTFA_SENTENCE) if args.ttfa else None,
         extra={
             "mode": mode,
             "command": " ".join(["indicf5-fast", *sys.argv[sys.argv.index("bench") :]])
@@ -190,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     )
     engines = len({c.engine_key for c in configs})
     runs = sum(min(c.repeats or repeats, repeats) for c in configs)
-    total = engines + engines * len(seconds) + runs * len(seconds)
+    total = engines + engines * len(seconds) + runs * len(seconds) + (len(configs) if args.ttfa else 0)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm

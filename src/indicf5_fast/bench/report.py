@@ -31,7 +31,8 @@ def markdown(results: dict) -> str:
         f"{results['reference_seconds']:.2f} s; seed {results['seed']}; medians of {results['repeats']} "
         "interleaved runs; warm-up reported apart.  ",
         f"**Measured torch matmul peak (2048³):** fp32 {peak.get('float32', float('nan')):.0f} GFLOP/s, "
-        f"bf16 {peak.get('bfloat16', float('nan')):.0f} GFLOP/s.",
+        f"bf16 {peak.get('bfloat16', float('nan')):.0f} GFLOP/s"
+        + (f", fp16 {peak['float16']:.0f} GFLOP/s." if "float16" in peak else "."),
         "",
         "| configuration | speech s | e2e s | RTF | × upstream (NFE 32) | × upstream (same NFE) "
         "| front end ms | text emb ms | DiT s | vocoder ms | DiT GFLOP/s (% peak) | engine MB | peak RSS MB "
@@ -53,9 +54,21 @@ def markdown(results: dict) -> str:
         )
     for u in results.get("unavailable", []):
         lines.append(f"| {u['label']} | unavailable: {u['reason']} |" + " |" * 14)
+    if results.get("ttfa"):
+        lines += [
+            "",
+            f"**Time to first audio** of one sentence (prepared voice; median of {results['repeats']} after a "
+            f'warm-up run): "{results["ttfa"][0]["text"]}"',
+            "",
+            "| configuration | TTFA ms | speech s | how |",
+            "|---|---|---|---|",
+        ]
+        for t in results["ttfa"]:
+            how = "first streamed chunk" if t["streamed"] else "whole synthesis (no streaming)"
+            lines.append(f"| {t['label']} | {_ms(t['ttfa_s'])} | {_f(t['audio_seconds'])} | {how} |")
     lines += [
         "",
-        "× upstream = upstream f5-tts eager fp32 end-to-end time / this row's, same reference, text "
+        "× upstream = upstream f5-tts eager (its dtype in its row) end-to-end time / this row's, same reference, text "
         "and length (NFE 32 = IndicF5's default setting; same NFE = upstream run at this row's NFE "
         "and schedule). Mel columns compare the generated mel with the fp32 eager run of the same "
         "NFE, schedule and seed. Engine MB: process memory growth while that engine loaded and "
@@ -85,10 +98,13 @@ def console_table(results: dict) -> str:
         out.append(
             "WARNING: other work slowed some runs (CPU share < 80 % of the best run): " + ", ".join(busy)
         )
+    for t in results.get("ttfa", []):
+        out.append(f"TTFA {t['label']}: {1000 * t['ttfa_s']:.0f} ms")
     peak = results["matmul_peak_gflops"]
     out.append(
         f"torch matmul peak: fp32 {peak.get('float32', float('nan')):.0f} GFLOP/s, "
         f"bf16 {peak.get('bfloat16', float('nan')):.0f} GFLOP/s"
+        + (f", fp16 {peak['float16']:.0f} GFLOP/s" if "float16" in peak else "")
     )
     for r in results["rows"]:
         if r.get("dit_pct_of_peak") is not None and r["backend"] != "upstream":
@@ -144,8 +160,10 @@ def plot(results: dict, path: Path) -> Path | None:
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("× upstream f5-tts fp32 (NFE 32)")
-    ax.set_title(f"indicf5-fast bench — {results['machine']['cpu']}", fontsize=9)
+    ax.set_ylabel("× upstream f5-tts eager (NFE 32)")
+    ax.set_title(
+        f"indicf5-fast bench — {results['machine'].get('gpu') or results['machine']['cpu']}", fontsize=9
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

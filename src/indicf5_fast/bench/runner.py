@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from indicf5_fast.bench.flops import dit_forward_flops, matmul_gflops
-from indicf5_fast.bench.measure import RunResult, mel_fidelity, run_ours, run_upstream
+from indicf5_fast.bench.measure import RunResult, mel_fidelity, run_ours, run_upstream, ttfa_ours
 from indicf5_fast.config import HOP_LENGTH, SAMPLE_RATE, EngineConfig
 
 DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
@@ -63,6 +63,7 @@ class Plan:
     seed: int = 0
     # every engine of ours = this config with the configuration's backend, dtype and compile
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(device="cpu", frame_bucket=16))
+    ttfa_text: str | None = None  # time to first audio of this sentence per configuration
     extra: dict = field(default_factory=dict)
 
     @property
@@ -146,7 +147,9 @@ class Engines:
             reason = upstream_unavailable_reason()
             if reason:
                 raise RuntimeError(reason)
-            return UpstreamPipeline(load_checkpoint(p.model_dir), device=p.device)
+            return UpstreamPipeline(
+                load_checkpoint(p.model_dir), device=p.device, dtype=getattr(torch, dtype)
+            )
         base = p.engine.replace(model=str(p.model_dir), dtype=dtype)
         if backend == "torch":
             return TTS.from_config(base.replace(backend="torch", compile=compile_))
@@ -224,6 +227,8 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
             engine_mb[key] += rss_mb() - before
 
     peaks: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    if device.type == "cuda":
+        peaks["float16"] = []
     results: dict[tuple[Config, float], list[RunResult]] = {(c, s): [] for c in live for s in plan.seconds}
     # CPU time this process got / (wall time x threads): other work on the machine lowers it
     shares: dict[tuple[Config, float], list[float]] = {k: [] for k in results}
@@ -292,6 +297,7 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
             row.update(mel_fidelity(runs[0].mel, ref[1].mel))
         rows.append(row)
     _add_speedups(rows)
+    ttfa = _ttfa_rows(plan, engines, live, front, voice, ref_audio, ref_text, say) if plan.ttfa_text else []
     unavailable = [
         {"label": c.label, **asdict(c), "reason": engines.unavailable[c.engine_key]}
         for c in plan.configs
@@ -309,9 +315,45 @@ def run_plan(plan: Plan, progress: Callable[[str], None] | None = None) -> dict:
         "matmul_peak_gflops": peak,
         "matmul_peak_samples": peaks,
         "rows": rows,
+        "ttfa": ttfa,
         "unavailable": unavailable,
         **plan.extra,
     }
+
+
+def _ttfa_rows(
+    plan: Plan, engines: Engines, live: list[Config], front, voice, ref_audio, ref_text, say
+) -> list:
+    """Time to first audio of one sentence (a prepared voice, as a server has it): ours through
+    ``synthesize_stream`` (the first chunk), upstream's whole synthesis (it does not stream).
+    Median of ``plan.repeats`` after one untimed run."""
+    out = []
+    for cfg in live:
+        eng = engines.engines[cfg.engine_key]
+        opts = {"nfe_step": cfg.nfe, "schedule": cfg.schedule}
+        say(f"ttfa {cfg.label}")
+        times, audio = [], float("nan")
+        for rep in range(plan.repeats + 1):
+            if cfg.backend == "upstream":
+                gen = as_engine_sees_it(plan.ttfa_text, voice)
+                r = run_upstream(eng, front, ref_audio, ref_text, gen, plan.seed, **opts)
+                first, audio = r.e2e_s - r.stages["frontend"], r.audio_s
+            else:
+                first, audio = ttfa_ours(eng, voice, plan.ttfa_text, plan.seed, **opts)
+            if rep:  # the first run is a warm-up for this sentence's shapes
+                times.append(first)
+        out.append(
+            {
+                "label": cfg.label,
+                **asdict(cfg),
+                "text": plan.ttfa_text,
+                "audio_seconds": audio,
+                "ttfa_s": _median(times),
+                "ttfa_all_s": times,
+                "streamed": cfg.backend != "upstream",
+            }
+        )
+    return out
 
 
 def _add_speedups(rows: list[dict]) -> None:

@@ -27,6 +27,15 @@ from indicf5_fast.model.checkpoint import Checkpoint
 HOP = 256
 
 
+def upstream_default_dtype(device: str | torch.device) -> str:
+    """The dtype upstream's ``load_checkpoint`` picks by itself: float16 on CUDA GPUs of compute
+    capability >= 7, else float32."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] >= 7:
+        return "float16"
+    return "float32"
+
+
 def _stub(name: str, **attrs) -> types.ModuleType:
     mod = sys.modules.get(name)
     if mod is None:
@@ -54,9 +63,21 @@ class _MelSpectrogramStandIn(nn.Module):
 def _install_stubs() -> None:
     try:
         ta = importlib.import_module("torchaudio")
-    except ImportError:
+    except Exception:  # absent, or a build that does not load (e.g. a mismatched torch): stand in
+        for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
+            del sys.modules[name]
         ta = _stub("torchaudio")
-    if getattr(ta, "__file__", None) is None:  # a stand-in (ours or another's): complete it
+    if getattr(ta, "__file__", None) is not None:  # the real package
+        # vocos.heads imports these private helpers (IMDCT heads only); recent torchaudio
+        # releases may not have them: the 24 kHz mel head never calls them
+        try:
+            fn = importlib.import_module("torchaudio.functional.functional")
+            for name in ("_hz_to_mel", "_mel_to_hz"):
+                if not hasattr(fn, name):
+                    setattr(fn, name, None)
+        except Exception:
+            pass
+    else:  # a stand-in (ours or another's): complete it
         ta.transforms = _stub("torchaudio.transforms")
         if not hasattr(ta.transforms, "MelSpectrogram"):
             ta.transforms.MelSpectrogram = _MelSpectrogramStandIn
@@ -115,7 +136,7 @@ class UpstreamOutput:
 class UpstreamPipeline:
     """Upstream ``infer_batch_process`` for one chunk: CFM.sample -> drop ref frames -> vocos."""
 
-    def __init__(self, ckpt: Checkpoint, device: str = "cpu"):
+    def __init__(self, ckpt: Checkpoint, device: str = "cpu", dtype: torch.dtype = torch.float32):
         _install_stubs()
         from f5_tts.model import CFM, DiT
         from vocos import Vocos as PackageVocos
@@ -137,7 +158,9 @@ class UpstreamPipeline:
         dit.load_state_dict(ckpt.dit_state, strict=True)
         lines = ckpt.vocab_path.read_text(encoding="utf-8").split("\n")[:-1]
         vocab = {t: i for i, t in enumerate(lines)}
-        self.cfm = CFM(transformer=dit, vocab_char_map=vocab).to(device).eval()
+        # as upstream's load_checkpoint: the whole CFM in its dtype; the vocoder stays float32
+        self.cfm = CFM(transformer=dit, vocab_char_map=vocab).to(device=device, dtype=dtype).eval()
+        self.dtype = dtype
         self.passes: list[tuple[int, int]] = []
         dit.register_forward_pre_hook(self._count_pass, with_kwargs=True)
         va = ckpt.vocos_args

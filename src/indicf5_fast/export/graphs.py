@@ -32,6 +32,9 @@ DEFAULT_OPSET = 20
 GRAPH_FILES = {"text_embed": "text_embed.onnx", "velocity": "dit.onnx", "vocoder": "vocoder.onnx"}
 # frame counts the exported graphs are checked on (odd, different: a fixed length shows at once)
 VERIFY_FRAMES = (7, 12)
+# and the DiT graph once more at a long length (batch 1): rotary angles grow with the frame
+# index, so precision lost in them (e.g. fp16 inv_freq: 0.6 rad at frame 4000) shows only there
+VERIFY_LONG_FRAMES = 2048
 
 
 def graph_io(text_dim: int, mel_dim: int = 100) -> dict[str, dict]:
@@ -217,7 +220,7 @@ def export_graphs(
         )
     if "velocity" in graphs:
         with export_attention_mode(dit):
-            step_dit = copy.deepcopy(dit).half() if fp16 else dit
+            step_dit = _half_keeping_rotary(dit) if fp16 else dit
             _export(VelocityGraph(step_dit), _examples(dit, "velocity"), paths["velocity"], io["velocity"], opset)
             del step_dit
     if "vocoder" in graphs:
@@ -226,6 +229,18 @@ def export_graphs(
                 VocoderGraph(vocos.eval()), _examples(dit, "vocoder"), paths["vocoder"], io["vocoder"], opset
             )
     return paths
+
+
+def _half_keeping_rotary(dit: DiT) -> DiT:
+    """An fp16 copy of ``dit`` whose rotary frequencies stay float32: rounded to fp16, inv_freq
+    is off by up to ~1.5e-4 relative, i.e. 0.6 rad of rotary angle at frame 4000. The angles and
+    their cos/sin are computed in float32 from it (``rotary_cos_sin``), as on the torch path."""
+    half = copy.deepcopy(dit).half()
+    half.rotary_embed.inv_freq = dit.rotary_embed.inv_freq.detach().float().clone()
+    for name in ("rope_cos", "rope_sin"):  # cached tables (cache_rope_) stay float32 too
+        if getattr(dit, name, None) is not None:
+            setattr(half, name, getattr(dit, name).detach().float().clone())
+    return half
 
 
 def copy_graph(src: Path, dst_dir: Path) -> Path:
@@ -277,41 +292,82 @@ def _cpu_runner(path: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     return lambda feeds: np.asarray(compiled(feeds)[compiled.output(0)])
 
 
+ROTARY_INITIALIZER = "rotary_embed.inv_freq"
+
+
+def check_rotary_frequencies(path: Path, inv_freq: torch.Tensor) -> None:
+    """The exported DiT graph must hold the rotary frequencies as the float32 initializer
+    ``*rotary_embed.inv_freq``, equal to the checkpoint's: an fp16 graph that rounded them
+    (and folded the cast into an anonymous constant) is off by 0.6 rad of angle at frame 4000,
+    which random test weights barely show in the outputs. Raises CheckpointError."""
+    import onnx
+    from onnx import external_data_helper, numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    found = [t for t in model.graph.initializer if t.name.endswith(ROTARY_INITIALIZER)]
+    if len(found) != 1:
+        raise CheckpointError(
+            f"{path.name}: no float32 '{ROTARY_INITIALIZER}' initializer (rotary frequencies were folded "
+            "or rounded at export)"
+        )
+    tensor = found[0]
+    if tensor.data_type != onnx.TensorProto.FLOAT:
+        raise CheckpointError(f"{path.name}: rotary frequencies are stored as {tensor.data_type}, not float32")
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        external_data_helper.load_external_data_for_tensor(tensor, str(path.parent))
+    got = numpy_helper.to_array(tensor)
+    want = inv_freq.detach().float().cpu().numpy()
+    if got.shape != want.shape or not np.array_equal(got, want):
+        raise CheckpointError(f"{path.name}: rotary frequencies differ from the checkpoint's (rounded?)")
+
+
 @torch.no_grad()
 def verify_graphs(
-    dit: DiT, vocos: Vocos, paths: dict[str, Path], frames: tuple[int, ...] = VERIFY_FRAMES
+    dit: DiT,
+    vocos: Vocos,
+    paths: dict[str, Path],
+    frames: tuple[int, ...] = VERIFY_FRAMES,
+    long_frames: int | None = VERIFY_LONG_FRAMES,
+    checked: dict[str, list] | None = None,
 ) -> dict[str, float]:
-    """Run every graph (CPU) at two frame counts and batch 1 and 2 against the PyTorch modules;
-    returns the max abs error per graph. A graph whose length or batch was frozen at export
-    fails here instead of at synthesis time."""
+    """Run every graph (CPU) at two frame counts and batch 1 and 2 against the PyTorch modules,
+    and the DiT graph also at ``long_frames`` (batch 1; None = skip); returns the max abs error
+    per graph. A graph whose length or batch was frozen at export fails here instead of at
+    synthesis time, one that lost rotary precision at the long length. ``checked`` (if given)
+    receives the [batch, frames] cases run per graph."""
     errors: dict[str, float] = {}
     dit = dit.float().eval()
     names = {g: list(spec["inputs"]) for g, spec in graph_io(dit.args.text_dim, dit.args.mel_dim).items()}
+    long_n = min(int(long_frames), dit.args.text_pos_max) if long_frames else None
     for name, path in paths.items():
         run = _cpu_runner(path)
         worst = 0.0
-        for b in (1, 2):
-            for n in frames:
-                args = tuple(a[:b] for a in _examples(dit, name, b=2, n=n))
-                if name == "velocity":
-                    mask = torch.ones(b, n, dtype=torch.bool)
-                    mask[1:, n - 3 :] = False  # batch 2: a padded item
-                    args = (*args[:4], mask)
-                got = run({k: a.numpy() for k, a in zip(names[name], args, strict=True)})
-                if name == "text_embed":
-                    ref = dit.text_embed(args[0], None, args[1])
-                elif name == "velocity":
-                    ref = dit(*args)
-                else:
-                    with matmul_istft(vocos):
-                        ref = vocos.decode(args[0])
-                ref = ref.float().numpy()
-                if got.shape != ref.shape:
-                    raise CheckpointError(
-                        f"exported {path.name} gives shape {got.shape} != {ref.shape} at batch {b}, "
-                        f"{n} frames (a dim was fixed at export)"
-                    )
-                worst = max(worst, float(np.abs(got - ref).max()))
+        cases = [(b, n) for b in (1, 2) for n in frames]
+        if name == "velocity" and long_n:
+            cases.append((1, long_n))
+        if checked is not None:
+            checked[name] = [list(c) for c in cases]
+        for b, n in cases:
+            args = tuple(a[:b] for a in _examples(dit, name, b=2, n=n))
+            if name == "velocity":
+                mask = torch.ones(b, n, dtype=torch.bool)
+                mask[1:, n - 3 :] = False  # batch 2: a padded item
+                args = (*args[:4], mask)
+            got = run({k: a.numpy() for k, a in zip(names[name], args, strict=True)})
+            if name == "text_embed":
+                ref = dit.text_embed(args[0], None, args[1])
+            elif name == "velocity":
+                ref = dit(*args)
+            else:
+                with matmul_istft(vocos):
+                    ref = vocos.decode(args[0])
+            ref = ref.float().numpy()
+            if got.shape != ref.shape:
+                raise CheckpointError(
+                    f"exported {path.name} gives shape {got.shape} != {ref.shape} at batch {b}, "
+                    f"{n} frames (a dim was fixed at export)"
+                )
+            worst = max(worst, float(np.abs(got - ref).max()))
         errors[name] = worst
         del run
     return errors

@@ -66,6 +66,11 @@ def add_parser(subparsers) -> None:
     b.add_argument(
         "--vocoder-tensorrt", action="store_true", help="TensorRT accelerator for the ONNX vocoder"
     )
+    b.add_argument(
+        "--vocoder-trt-cache",
+        default="/tmp/indicf5-trt-cache/vocoder",
+        help="TensorRT engine/timing cache dir of the vocoder, writable as the server sees it",
+    )
     b.set_defaults(func=_run_build_repo)
 
     r = sub.add_parser(
@@ -195,6 +200,7 @@ def _run_build_repo(args: argparse.Namespace) -> int:
             stream=not args.no_stream,
             vocoder_onnx=args.vocoder_onnx,
             vocoder_tensorrt=args.vocoder_tensorrt,
+            vocoder_trt_cache=args.vocoder_trt_cache,
         ),
     )
     models = sorted(p.parent.name for p in root.glob("*/config.pbtxt"))

@@ -41,6 +41,10 @@ class RepoOptions:
     stream: bool = True
     vocoder_onnx: str | None = None  # local ONNX vocoder file to copy into the repository
     vocoder_tensorrt: bool = False
+    # TensorRT engines + timing cache of the vocoder, a writable path as the server sees it
+    # (model repositories are often mounted read-only)
+    vocoder_trt_cache: str = "/tmp/indicf5-trt-cache/vocoder"
+    max_frames: int = 4096  # longest mel the vocoder gets (IndicF5's duration limit)
 
     def validate(self) -> RepoOptions:
         if not self.model:
@@ -53,6 +57,10 @@ class RepoOptions:
         BOUNDS["batch_wait_ms"].check("queue_delay_ms", self.queue_delay_ms)
         if self.vocoder_tensorrt and not self.vocoder_onnx:
             raise InputError("--vocoder-tensorrt needs --vocoder-onnx", "vocoder_tensorrt")
+        if self.vocoder_tensorrt and not self.vocoder_trt_cache:
+            raise InputError("--vocoder-trt-cache must name a writable directory", "vocoder_trt_cache")
+        if not 2 <= self.max_frames <= 65536:
+            raise InputError("max_frames must be in 2..65536", "max_frames")
         return self
 
 
@@ -183,12 +191,8 @@ def _copy_vocoder(root: Path, opts: RepoOptions, kind: str) -> tuple[str, str]:
         shutil.copyfile(src.parent / name, model_dir / "1" / name)
     optimization = ""
     if opts.vocoder_tensorrt:
-        optimization = (
-            "optimization { execution_accelerators { gpu_execution_accelerator: [ {\n"
-            '  name: "tensorrt"\n'
-            '  parameters { key: "precision_mode" value: "FP16" }\n'
-            '  parameters { key: "max_workspace_size_bytes" value: "1073741824" }\n'
-            "} ] } }"
+        optimization = tensorrt_accelerator(
+            inputs[0].name, _onnx_dims(inputs[0]), opts.max_batch, opts.max_frames, opts.vocoder_trt_cache
         )
     config = _template("vocoder_config.pbtxt.tmpl").substitute(
         name=VOCODER_MODEL_NAME,
@@ -201,6 +205,46 @@ def _copy_vocoder(root: Path, opts: RepoOptions, kind: str) -> tuple[str, str]:
     )
     (model_dir / "config.pbtxt").write_text(config, encoding="utf-8")
     return inputs[0].name, graph.output[0].name
+
+
+def vocoder_profile(input_name: str, dims: str, max_batch: int, max_frames: int) -> dict[str, str]:
+    """One TensorRT shape profile for the vocoder input (dims as in config.pbtxt, -1 = dynamic:
+    the first dynamic dim is the batch, the last the frames): batch 1..max_batch, frames
+    2..max_frames, optimised for one 512-frame mel (the engine vocodes one item at a time)."""
+    sizes = [int(d) for d in dims.split(",")]
+    dyn = [i for i, d in enumerate(sizes) if d < 0]
+    if len(dyn) != 2:
+        raise InputError(f"vocoder input {input_name} must have a dynamic batch and frame dim, got [{dims}]")
+    out = {}
+    for kind, batch, frames in (
+        ("min", 1, 2),
+        ("opt", 1, min(512, max_frames)),
+        ("max", max_batch, max_frames),
+    ):
+        shape = list(sizes)
+        shape[dyn[0]], shape[dyn[-1]] = batch, frames
+        out[f"trt_profile_{kind}_shapes"] = f"{input_name}:" + "x".join(map(str, shape))
+    return out
+
+
+def tensorrt_accelerator(input_name: str, dims: str, max_batch: int, max_frames: int, cache: str) -> str:
+    """ONNX Runtime backend's TensorRT accelerator block: FP16, an explicit shape profile
+    (without one TensorRT rebuilds its engine for every new mel length) and on-disk engine and
+    timing caches (without them every server start rebuilds, for minutes)."""
+    params = {
+        "precision_mode": "FP16",
+        "max_workspace_size_bytes": str(1 << 30),
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": "1",
+        "trt_timing_cache_path": cache,
+        **vocoder_profile(input_name, dims, max_batch, max_frames),
+    }
+    lines = [f'  parameters {{ key: "{k}" value: "{_escape(v)}" }}' for k, v in params.items()]
+    return (
+        "optimization { execution_accelerators { gpu_execution_accelerator: [ {\n"
+        '  name: "tensorrt"\n' + "\n".join(lines) + "\n} ] } }"
+    )
 
 
 def _onnx_dims(value_info) -> str:
