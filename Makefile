@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ART    ?= artifacts
 
-.PHONY: demo test install lint bench bench-quick soak clean
+.PHONY: demo test install lint bench bench-quick soak clean ui-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(PY):
 # torch first (pinned CPU build), so nothing later can pull an unpinned CUDA torch
 $(STAMP): $(PY) pyproject.toml requirements/cpu.txt requirements/oracle.txt
 	$(PIP) install --quiet -r requirements/cpu.txt
-	$(PIP) install --quiet --no-warn-conflicts -e ".[server,onnx,openvino,bench,dev,triton]" -c requirements/cpu.txt
+	$(PIP) install --quiet --no-warn-conflicts -e ".[server,onnx,openvino,bench,dev,triton,ui]" -c requirements/cpu.txt
 	$(PIP) install --quiet --no-warn-conflicts -r requirements/oracle.txt -c requirements/cpu.txt
 	@# the oracle last and --no-deps: its own lists name torchaudio, a CUDA torch and a training stack
 	@# that the tests never import (they are stubbed), so pip must neither install nor report them
@@ -48,6 +48,17 @@ soak: $(STAMP)
 	@test -f $(ART)/tiny/model.safetensors || $(PY) -m indicf5_fast.cli init-random $(ART)/tiny --arch tiny
 	$(PY) -m indicf5_fast.cli stress --soak --requests 1000 --concurrency 4 --spawn-server --model $(ART)/tiny \
 	    --server-args "--preset fast --data-dir $(ART)/soak/voices" --output-dir $(ART)/soak
+
+# System packages for the web playground and its browser test (Debian/Ubuntu, as root): Chromium and
+# its driver (Selenium must not download one), ffmpeg (Gradio streams audio through it), Noto fonts
+# (Indic glyphs). Does nothing when they are already there or there is no apt-get.
+UI_DEBS := chromium chromium-driver ffmpeg fonts-noto-core
+ui-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v ffmpeg >/dev/null \
+	    && dpkg-query -W -f='$${Status}' fonts-noto-core 2>/dev/null | grep -q 'ok installed'; then echo "ui-deps: already installed"; \
+	elif ! command -v apt-get >/dev/null; then echo "ui-deps: no apt-get; install $(UI_DEBS) yourself"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(UI_DEBS); fi
 
 clean:
 	rm -rf $(VENV) $(ART) .pytest_cache

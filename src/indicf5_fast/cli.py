@@ -22,6 +22,7 @@ EXTRA_COMMANDS = (
     "indicf5_fast.bench.cli",
     "indicf5_fast.bench.stress.cli",
     "indicf5_fast.server.cli",
+    "indicf5_fast.server.ui_cli",
     "indicf5_fast.export.cli",
     "indicf5_fast.deploy.triton.cli",
 )

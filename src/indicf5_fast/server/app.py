@@ -22,7 +22,12 @@ from indicf5_fast import __version__
 from indicf5_fast.server.engine_api import SpeechEngine
 from indicf5_fast.server.errors import ApiError, install_handlers
 from indicf5_fast.server.metrics import CONTENT_TYPE_LATEST, Metrics
-from indicf5_fast.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from indicf5_fast.server.middleware import (
+    PUBLIC_PATHS,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+)
 from indicf5_fast.server.protocol import (
     ERROR_RESPONSES,
     DeletedVoice,
@@ -36,7 +41,7 @@ from indicf5_fast.server.protocol import (
     audio_responses,
 )
 from indicf5_fast.server.service import SpeechService
-from indicf5_fast.server.settings import ServerSettings
+from indicf5_fast.server.settings import UI_PATH, ServerSettings
 from indicf5_fast.server.voices import check_name
 
 log = logging.getLogger("indicf5_fast.server")
@@ -83,7 +88,9 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
     install_handlers(app)
     # added innermost first: the last one added runs first
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    # the page under /ui has Gradio's login (the key as the password) instead of the header
+    public = {"public_paths": PUBLIC_PATHS | {"/", UI_PATH}, "public_prefixes": (UI_PATH + "/",)}
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, **(public if settings.ui else {}))
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.router.routes)
 
     @app.get("/health", response_model=Health, tags=["ops"], summary="Liveness (no API key needed)")
@@ -206,4 +213,8 @@ def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> 
         await service.delete_voice(name)
         return DeletedVoice(name=name)
 
+    if settings.ui:
+        from indicf5_fast.server.ui import mount_ui
+
+        mount_ui(app, service, settings)
     return app

@@ -61,6 +61,7 @@ def add_parser(subparsers) -> None:
         "model (no seed/nfe_step/preset/speed; see docs/tensorrt-llm.md)",
     )
     g.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
+    g.add_argument("--ui", action="store_true", help="web playground at /ui (needs the ui extra)")
     p.set_defaults(func=run_serve)
 
 
@@ -111,6 +112,7 @@ def settings_from_args(args: argparse.Namespace, config):
         warmup=not args.no_warmup,
         shutdown_timeout_s=args.shutdown_timeout,
         log_level=args.log_level,
+        ui=bool(getattr(args, "ui", False)),
     ).validate()
 
 
@@ -147,6 +149,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings.data_dir:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = create_app(engine, settings)
+    if settings.ui:
+        log.info("web playground at http://%s:%d/ui/", settings.host, settings.port)
     uvicorn.run(
         app,
         host=settings.host,

@@ -53,12 +53,23 @@ class MetricsMiddleware:
 class ApiKeyMiddleware:
     """``Authorization: Bearer <key>`` (what OpenAI clients send) or ``X-API-Key: <key>``."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_key: str | None,
+        public_paths: frozenset[str] = PUBLIC_PATHS,
+        public_prefixes: tuple[str, ...] = (),
+    ):
+        # public_prefixes: mounted apps with their own login (the web playground under /ui/)
         self.app = app
         self.key = api_key.encode("utf-8") if api_key else None
+        self.public_paths, self.public_prefixes = public_paths, public_prefixes
+
+    def _public(self, path: str) -> bool:
+        return path in self.public_paths or any(path.startswith(p) for p in self.public_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.key is None or scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if self.key is None or scope["type"] != "http" or self._public(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

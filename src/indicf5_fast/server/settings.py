@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from indicf5_fast.errors import InputError
 # digit, so "..", "/", "\\", NUL and dots can never reach the file system.
 VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 API_KEY_ENV = "INDICF5_API_KEY"
+UI_PATH = "/ui"  # where `serve --ui` mounts the web playground
 
 
 @dataclass
@@ -33,6 +35,7 @@ class ServerSettings:
     warmup: bool = True
     shutdown_timeout_s: float = 120.0  # graceful shutdown: wait this long for admitted requests
     log_level: str = "info"
+    ui: bool = False  # mount the Gradio playground at /ui (needs the ui extra)
 
     def validate(self) -> ServerSettings:
         positive = {
@@ -53,6 +56,8 @@ class ServerSettings:
             raise InputError(f"invalid default voice name {self.default_voice!r}", "default_voice")
         if self.api_key is not None and not self.api_key.strip():
             self.api_key = None
+        if self.ui and importlib.util.find_spec("gradio") is None:  # fail before loading a model
+            raise InputError("the web playground needs the ui extra: pip install 'indicf5-fast[ui]'", "ui")
         return self
 
     @property
