@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ART    ?= artifacts
 
-.PHONY: demo test install lint bench bench-quick soak clean ui-deps
+.PHONY: demo test install lint bench bench-quick soak clean ui-deps image-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ ui-deps:
 	elif ! command -v apt-get >/dev/null; then echo "ui-deps: no apt-get; install $(UI_DEBS) yourself"; \
 	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(UI_DEBS); fi
+
+# Build docker/Dockerfile (the CPU server image) with buildah on a local Debian base and test it:
+# checkpoint, synth, serve + one /v1/audio/speech from here, non-root, health probe. As root with
+# buildah and debootstrap (apt-get install buildah debootstrap); system Python, no venv needed.
+image-test:
+	$(PYTHON) scripts/image_test.py
 
 clean:
 	rm -rf $(VENV) $(ART) .pytest_cache
