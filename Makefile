@@ -61,10 +61,10 @@ ui-deps:
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(UI_DEBS); fi
 
 # Build docker/Dockerfile (the CPU server image) with buildah on a local Debian base and test it:
-# checkpoint, synth, serve + one /v1/audio/speech from here, non-root, health probe. As root with
-# buildah and debootstrap (apt-get install buildah debootstrap); system Python, no venv needed.
+# checkpoint, synth, serve + one /v1/audio/speech from here, non-root, health probe; with the venv
+# present, also --backend remote in front of PyTriton. As root with buildah and debootstrap.
 image-test:
-	$(PYTHON) scripts/image_test.py
+	$(PYTHON) scripts/image_test.py $(if $(wildcard $(PY)),--triton-python $(PY))
 
 clean:
 	rm -rf $(VENV) $(ART) .pytest_cache

@@ -11,7 +11,9 @@ with one (find-links), else from the PyTorch CPU index as for a user. Then, insi
   3. the ENTRYPOINT (`indicf5-fast serve`) starts, configured by INDICF5_* variables only, with an
      API key; the HEALTHCHECK command itself reports ready; a wrong key makes it fail;
   4. from the host: `/v1/audio/speech` answers a WAV, and 401 without the key;
-  5. SIGTERM: the server shuts down cleanly (admitted requests finish); the probe then fails.
+  5. SIGTERM: the server shuts down cleanly (admitted requests finish); the probe then fails;
+  6. with --triton-python (the make venv): the image's server with `--backend remote` in front of
+     PyTriton on this host answers `/v1/audio/speech` (compose.yaml's server half).
 
 Standard library only (it runs before any virtualenv exists). Run as root (buildah, debootstrap).
 Logs go to artifacts/image-test/. The base image and buildah's layer cache are kept for the
@@ -29,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -55,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror for debootstrap")
     p.add_argument("--fresh-base", action="store_true", help="rebuild the debootstrap base image")
     p.add_argument("--logs", default=str(ROOT / "artifacts" / "image-test"))
+    p.add_argument(
+        "--triton-python",
+        default=None,
+        help="a Python with indicf5-fast[triton] (the make venv): also serve the image with "
+        "--backend remote in front of PyTriton on this host, as compose.yaml does",
+    )
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print(
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         step("base image", lambda: ensure_base(args.base_image, args.mirror, args.fresh_base, logs))
         step("build", lambda: build(args.image, args.dockerfile, args.base_image, logs))
         config = step("image config", lambda: check_config(args.image))
-        step("run", lambda: run_checks(args.image, config, logs))
+        step("run", lambda: run_checks(args.image, config, logs, args.triton_python))
     except Failure as e:
         print(f"image-test: FAILED: {e}", file=sys.stderr)
         return 1
@@ -111,6 +120,7 @@ def ensure_base(image: str, mirror: str, fresh: bool, logs: Path) -> None:
 
 
 def build(image: str, dockerfile: str, base: str, logs: Path) -> None:
+    # --format docker: the OCI format has no HEALTHCHECK; --layers: reruns reuse unchanged steps
     cmd = ["buildah", "build", "--isolation", "chroot", "--format", "docker", "--layers", "--force-rm"]
     cmd += ["--pull=never", "--build-arg", f"BASE={base}", "-f", dockerfile, "-t", image]
     wheels = local_torch_wheels()
@@ -186,7 +196,7 @@ def check_config(image: str) -> dict:
     return config
 
 
-def run_checks(image: str, config: dict, logs: Path) -> None:
+def run_checks(image: str, config: dict, logs: Path, triton_python: str | None) -> None:
     ctr = sh(["buildah", "from", "--pull-never", image]).stdout.strip()
     server = None
     try:
@@ -251,11 +261,93 @@ def run_checks(image: str, config: dict, logs: Path) -> None:
         if run_in(ctr, health, env=env, check=False).returncode == 0:
             raise Failure("the probe still passes after the server stopped")
         print("  SIGTERM: the server shut down cleanly; the probe now fails")
+        if triton_python:
+            remote_checks(ctr, config, logs, triton_python)
     finally:
         if server is not None:
             stop(server, signal.SIGKILL)
             server.wait(timeout=30)
         sh(["buildah", "rm", ctr], check=False)
+
+
+def remote_checks(ctr: str, config: dict, logs: Path, python: str) -> None:
+    """compose.yaml's server half: the image's server with --backend remote (tritonclient from
+    the remote extra) in front of a Triton on this host (PyTriton, same engine, tiny model)."""
+    http, grpc, metrics, port = (free_port() for _ in range(4))
+    work = Path(tempfile.mkdtemp(prefix="indicf5-image-test-"))
+    model = work / "tiny"
+    sh([python, "-m", "indicf5_fast.cli", "init-random", str(model), "--arch", "tiny"])
+    cmd = [python, "-m", "indicf5_fast.cli", "triton", "serve", "--model", str(model), "--device", "cpu"]
+    cmd += ["--voice-dir", str(model / "prompts"), "--http-port", str(http), "--grpc-port", str(grpc)]
+    cmd += ["--metrics-port", str(metrics), "--no-warmup"]
+    with open(logs / "triton.log", "wb") as log:
+        triton = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = None
+    try:
+        wait_url(f"http://127.0.0.1:{http}/v2/health/ready", triton, timeout=300)
+        env = {
+            "INDICF5_BACKEND": "remote",
+            "INDICF5_TRITON_URL": f"grpc://127.0.0.1:{grpc}",
+            "INDICF5_PROMPTS_DIR": "/data/models/tiny/prompts",
+            "INDICF5_HOST": "127.0.0.1",
+            "INDICF5_PORT": str(port),
+        }
+        cmd = [
+            "buildah",
+            "run",
+            *env_flags(env),
+            ctr,
+            "--",
+            *config["Entrypoint"],
+            *(config.get("Cmd") or []),
+        ]
+        with open(logs / "serve-remote.log", "wb") as log:
+            server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_ready(ctr, config["Healthcheck"]["Test"][1:], env, server, timeout=300)
+        body = {"input": TEXT, "voice": "demo", "response_format": "wav", "seed": 0, "preset": "fast"}
+        status, audio = post_json(f"http://127.0.0.1:{port}/v1/audio/speech", body, None)
+        if status != 200:
+            raise Failure(f"--backend remote: /v1/audio/speech answered {status}: {audio[:300]!r}")
+        seconds = check_wav(audio, "--backend remote")
+        print(f"  --backend remote in front of Triton (gRPC): 200, {seconds:.2f} s WAV")
+    finally:
+        if server is not None:
+            stop(server)
+            server.wait(timeout=150)
+        stop_group(triton)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group we started (PyTriton and its tritonserver), then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def wait_url(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Failure(
+                f"`{shlex.join(proc.args[:4])} ...` exited {proc.returncode} before {url} was ready"
+            )
+        try:
+            with opener.open(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(1.0)
+    raise Failure(f"{url} not ready after {timeout:.0f} s")
 
 
 def check_drained(code: int, log: str, path: Path) -> None:
