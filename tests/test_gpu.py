@@ -94,7 +94,7 @@ def test_cuda_multi_chunk_batch_equals_one_by_one(cuda_engines, demo_voice, dtyp
     gpu = cuda_engines[dtype]
     assert gpu.batch_chunks  # CUDA: a text's chunks are sampled as one padded batch
     voice = gpu.prepare_voice(*demo_voice)
-    req = gpu.make_request(LONG, voice=voice, seed=4, nfe_step=8, speed=4.0)
+    req = gpu.make_request(LONG, voice=voice, seed=4, nfe_step=8, speed=4.0, chunking="upstream")
     assert len(gpu.plan(req, 0)) >= 3
     batched = gpu.synthesize(LONG, voice=voice, seed=4, nfe_step=8, speed=4.0)
     one_by_one = np.concatenate(list(gpu.synthesize_stream(req)))  # streams never batch
