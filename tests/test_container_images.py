@@ -177,12 +177,18 @@ def test_serve_options_come_from_the_environment(monkeypatch):
         "INDICF5_REQUEST_TIMEOUT": "2.5",
         "INDICF5_TRITON_URL": "",  # empty = unset
     }
+    from indicf5_fast.config import config_from_args
+
+    # server-only options: parser defaults from the environment; engine fields: EngineConfig's own
     args = _serve_args(monkeypatch, env, [])
-    assert (args.model, args.port, args.ui, args.no_warmup) == ("/models/x", 9123, True, False)
-    assert (args.preset, args.max_queue, args.request_timeout, args.triton_url) == ("fast", 7, 2.5, None)
+    assert (args.port, args.ui, args.no_warmup) == (9123, True, False)
+    assert (args.max_queue, args.request_timeout) == (7, 2.5)
     assert getattr(args, "env_error", None) is None
+    cfg = config_from_args(args)
+    assert (cfg.model, cfg.sampling.nfe_step, cfg.sampling.schedule, cfg.triton_url) == ("/models/x", 7, "epss", None)
     flags = _serve_args(monkeypatch, env, ["--port", "9000", "--preset", "quality", "--model", "m"])
-    assert (flags.port, flags.preset, flags.model) == (9000, "quality", "m")  # the command line wins
+    cfg = config_from_args(flags)
+    assert (flags.port, cfg.model, cfg.sampling.nfe_step) == (9000, "m", 32)  # the command line wins
 
 
 @pytest.mark.parametrize(

@@ -479,6 +479,12 @@ def config_from_args(
         raw = env.get(env_name(f.name))
         if raw is not None and raw.strip() != "":
             values[f.name] = _parse(f.name, tp, raw, env_name(f.name))
+            choices = f.metadata.get("choices")
+            if choices and values[f.name] not in choices:
+                raise InputError(
+                    f"bad environment variable: {env_name(f.name)}={raw!r}, expected one of {', '.join(choices)}",
+                    f.name,
+                )
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = given
