@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 ART    ?= artifacts
 
-.PHONY: demo test install lint bench bench-quick soak clean ui-deps gpu-check gpu-check-dry gpu-wheels
+.PHONY: demo test install lint bench bench-quick soak clean ui-deps gpu-check gpu-check-dry gpu-wheels image-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,12 @@ ui-deps:
 	elif ! command -v apt-get >/dev/null; then echo "ui-deps: no apt-get; install $(UI_DEBS) yourself"; \
 	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(UI_DEBS); fi
+
+# Build docker/Dockerfile (the CPU server image) with buildah on a local Debian base and test it:
+# checkpoint, synth, serve + one /v1/audio/speech from here, non-root, health probe; with the venv
+# present, also --backend remote in front of PyTriton. As root with buildah and debootstrap.
+image-test:
+	$(PYTHON) scripts/image_test.py $(if $(wildcard $(PY)),--triton-python $(PY))
 
 clean:
 	rm -rf $(VENV) $(ART) .pytest_cache

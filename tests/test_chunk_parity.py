@@ -26,8 +26,8 @@ TEXTS = _bundled()
 BUDGETS = (20, 60, 135, 300, 750)
 
 
-def test_bundled_texts_cover_ten_languages():
-    assert len(TEXTS) == 10 and all(len(v) >= 10 for v in TEXTS.values())
+def test_bundled_texts_cover_all_eleven_languages():
+    assert len(TEXTS) == 11 and all(len(v) >= 10 for v in TEXTS.values())
 
 
 @pytest.mark.parametrize("lang", sorted(TEXTS))

@@ -181,3 +181,24 @@ def test_pipeline_raises_the_workers_error(tiny_tts, demo):
     next(gen)
     with pytest.raises(RuntimeError, match="chunk failed"):
         list(gen)
+
+
+def test_triton_tensors_and_remote_proxy_carry_the_stream_options(tiny_tts, demo):
+    """The Triton contract (inputs `chunking`, `first_chunk_nfe`) and the HTTP server's remote
+    proxy: encoded by the client side, parsed into the engine's request on the server side."""
+    from indicf5_fast.config import EngineConfig
+    from indicf5_fast.deploy.triton import tensors
+    from indicf5_fast.deploy.triton.remote import RemoteTTS
+
+    remote = RemoteTTS(EngineConfig(triton_url="grpc://127.0.0.1:1"))  # never connects here
+    voice = remote.prepare_voice((demo.wave, 24_000), "नमस्ते")
+    req = remote.make_request(PARAGRAPH, voice=voice, seed=2, chunking="stream", first_chunk_nfe=5)
+    arrays = tensors.encode_request(**req.item())
+    assert arrays["chunking"][0, 0] == b"stream" and arrays["first_chunk_nfe"][0, 0] == 5
+    parsed = tensors.parse_items(tiny_tts, {**arrays, "voice": None}, {})[0]
+    assert parsed.chunking == "stream" and parsed.first_chunk_nfe == 5 and parsed.seed == 2
+    assert "chunking" not in tensors.encode_request(**remote.make_request(PARAGRAPH, voice=voice).item())
+    with pytest.raises(InputError, match="chunking"):
+        remote.make_request(PARAGRAPH, voice=voice, chunking="fastest")
+    bad = tensors.encode_request(PARAGRAPH, voice="demo", chunking="fastest")
+    assert isinstance(tensors.parse_items(tiny_tts, bad, {"demo": demo})[0], InputError)

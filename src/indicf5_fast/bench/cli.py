@@ -256,18 +256,19 @@ def stream_plan(args: argparse.Namespace):
     nfe, schedule = _steps(args.steps or "7:epss")[0]
     if args.first_chunk_nfe is not None and args.first_chunk_nfe < 0:
         raise InputError("--first-chunk-nfe must be >= 0", "first_chunk_nfe")
+    engine = config_from_args(args, defaults=ENGINE_DEFAULTS)  # --device / --threads (+ env)
     return StreamPlan(
         model_dir=ensure_model(args),
         kinds=kinds,
         dtype=_split(args.dtypes or "auto")[0],
-        device=args.device,
+        device=engine.device,
         compile=_split(args.compile or "off")[0] == "on",
         nfe_step=nfe,
         schedule=schedule,
         first_chunk_nfe=args.first_chunk_nfe or None,
         repeats=args.repeats or 2,
         seed=args.seed,
-        threads=args.threads,
+        threads=engine.threads,
         extra={
             "command": " ".join(["indicf5-fast", *sys.argv[sys.argv.index("bench") :]])
             if "bench" in sys.argv

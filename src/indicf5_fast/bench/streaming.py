@@ -62,19 +62,35 @@ def stall_seconds(arrivals: list[float], samples: list[int], sr: int = SAMPLE_RA
 
 
 def measure(tts, request) -> dict:
-    """One streamed synthesis: arrival time and size of every piece."""
+    """One streamed synthesis: arrival time and size of every piece, CPU time."""
     arrivals, samples = [], []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for piece in tts.synthesize_stream(request):
         arrivals.append(time.perf_counter() - t0)
         samples.append(int(piece.shape[0]))
     return {
         "ttfa_s": arrivals[0],
         "total_s": arrivals[-1],
+        # CPU seconds of this process (all threads): the compute, even when other jobs take cores
+        "cpu_s": time.process_time() - cpu0,
         "audio_s": sum(samples) / SAMPLE_RATE,
         "pieces": len(samples),
         "stall_s": stall_seconds(arrivals, samples),
     }
+
+
+def planned_dit_gflop(tts, request, args) -> float:
+    """DiT compute of a streamed request from its plan: every chunk's sampler passes (CFG =
+    batch 2 except the skipped last steps) at its frame count. Independent of machine load."""
+    from indicf5_fast.bench.flops import dit_forward_flops
+
+    total = 0.0
+    for c in tts.plan(request, 0, streaming=True):
+        o = c.options
+        cfg_passes = o.nfe_step - o.cfg_skip_last if o.cfg_strength >= 1e-5 else 0
+        total += cfg_passes * dit_forward_flops(args, c.duration, 2)
+        total += (o.nfe_step - cfg_passes) * dit_forward_flops(args, c.duration, 1)
+    return total / 1e9
 
 
 def first_chunk_fidelity(tts, voice, text: str, seed: int, options: dict, first_nfe: int) -> dict:
@@ -109,7 +125,7 @@ def run_stream_plan(plan: StreamPlan, progress: Callable[[str], None] | None = N
     import torch
 
     import indicf5_fast
-    from indicf5_fast.bench.runner import machine_info
+    from indicf5_fast.bench.runner import _dit_args, machine_info
 
     say = progress or (lambda msg: None)
     say("loading")
@@ -138,6 +154,8 @@ def run_stream_plan(plan: StreamPlan, progress: Callable[[str], None] | None = N
 
     cells = [(k, p) for k in plan.kinds for p in policies]
     chunk_counts = {(k, p): len(tts.plan(request(k, p), 0, streaming=True)) for k, p in cells}
+    dit_args = _dit_args(tts, plan.model_dir)
+    dit_gflops = {c: planned_dit_gflop(tts, request(*c), dit_args) for c in cells}
     t_warm = time.perf_counter()
     for k, p in cells:  # every chunk shape once (primitive caches, compile), 2 steps
         say(f"warm-up {k} {p}")
@@ -151,13 +169,16 @@ def run_stream_plan(plan: StreamPlan, progress: Callable[[str], None] | None = N
             runs[(k, p)].append(measure(tts, request(k, p)))
     rows = []
     for (k, p), rs in runs.items():
-        med = {m: float(statistics.median(r[m] for r in rs)) for m in ("ttfa_s", "total_s", "stall_s")}
+        med = {
+            m: float(statistics.median(r[m] for r in rs)) for m in ("ttfa_s", "total_s", "stall_s", "cpu_s")
+        }
         rows.append(
             {
                 "kind": k,
                 "policy": p,
                 "text": TEXTS[k],
                 "chunks": chunk_counts[(k, p)],
+                "dit_gflop": dit_gflops[(k, p)],
                 "audio_s": rs[0]["audio_s"],
                 **med,
                 "ttfa_all_s": [r["ttfa_s"] for r in rs],
@@ -201,7 +222,10 @@ def ratios(rows: list[dict]) -> dict[str, float]:
             if (kind, policy) in by:
                 out[f"{kind}_ttfa_{policy}_vs_short"] = by[(kind, policy)]["ttfa_s"] / short["ttfa_s"]
         if (kind, "on") in by and (kind, "off") in by:
-            out[f"{kind}_total_on_vs_off"] = by[(kind, "on")]["total_s"] / by[(kind, "off")]["total_s"]
+            on, off = by[(kind, "on")], by[(kind, "off")]
+            out[f"{kind}_total_on_vs_off"] = on["total_s"] / off["total_s"]
+            out[f"{kind}_cpu_on_vs_off"] = on["cpu_s"] / off["cpu_s"]
+            out[f"{kind}_dit_gflop_on_vs_off"] = on["dit_gflop"] / off["dit_gflop"]
             out[f"{kind}_ttfa_off_vs_on"] = by[(kind, "off")]["ttfa_s"] / by[(kind, "on")]["ttfa_s"]
     return out
 
@@ -220,13 +244,13 @@ def markdown(results: dict) -> str:
             else ")."
         ),
         "",
-        "| text | policy | chunks | speech s | TTFA s | total s | stall s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| text | policy | chunks | speech s | TTFA s | total s | stall s | CPU s | DiT GFLOP |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
         lines.append(
             f"| {r['kind']} | {r['policy']} | {r['chunks']} | {r['audio_s']:.2f} | {r['ttfa_s']:.2f} "
-            f"| {r['total_s']:.2f} | {r['stall_s']:.2f} |"
+            f"| {r['total_s']:.2f} | {r['stall_s']:.2f} | {r['cpu_s']:.1f} | {r['dit_gflop']:.0f} |"
         )
     if results["ratios"]:
         lines += ["", "| ratio | value |", "|---|---:|"]

@@ -1,8 +1,10 @@
 """`indicf5-fast serve`: load the engine once, then run the HTTP API under uvicorn.
 
 Engine flags (model, backend, batching, remote, sampling) are the EngineConfig's own
-(``config.add_config_args``); the flags added here are server-only settings (``ServerSettings``).
-Import-light: FastAPI, uvicorn and torch are imported inside ``run_serve``.
+(``config.add_config_args``, each also read from ``INDICF5_<FIELD>``); the flags added here are
+server-only settings (``ServerSettings``), which read the environment too (``--max-queue`` <-
+``INDICF5_MAX_QUEUE``, ``--ui`` <- ``INDICF5_UI=1``): how the container images are configured. A flag
+given on the command line wins. Import-light: FastAPI, uvicorn and torch are imported inside ``run_serve``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from pathlib import Path
 from indicf5_fast.config import EngineConfig, add_config_args, config_from_args
 from indicf5_fast.errors import InputError, require
 
+ENV_PREFIX = "INDICF5_"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
 
 def add_parser(subparsers) -> None:
     from indicf5_fast.server.settings import API_KEY_ENV, ServerSettings
@@ -23,8 +29,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "serve",
         help="HTTP server: OpenAI-style speech API, voices, streaming, dynamic batching, metrics",
-        description="Serve the model over HTTP. The API key may also come from the environment "
-        f"variable {API_KEY_ENV} (preferred: flags show up in process lists).",
+        description="Serve the model over HTTP. Every option may also come from the environment: "
+        f"--max-queue from {ENV_PREFIX}MAX_QUEUE, --ui from {ENV_PREFIX}UI=1, the API key from "
+        f"{API_KEY_ENV} (preferred for the key: flags show up in process lists). Flags win.",
     )
     add_config_args(p)  # every engine field; --model is required unless --backend remote
     g = p.add_argument_group("server")
@@ -56,6 +63,51 @@ def add_parser(subparsers) -> None:
     g.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     g.add_argument("--ui", action="store_true", help="web playground at /ui (needs the ui extra)")
     p.set_defaults(func=run_serve)
+    apply_env_defaults(p, os.environ)
+
+
+def env_name(option: str) -> str:
+    """``--max-queue`` -> ``INDICF5_MAX_QUEUE``."""
+    return ENV_PREFIX + option.lstrip("-").upper().replace("-", "_")
+
+
+def apply_env_defaults(parser: argparse.ArgumentParser, environ) -> None:
+    """Each server-only long option takes its default from ``INDICF5_<OPTION>`` when that is set and
+    not empty (engine options read theirs in ``config.config_from_args``).
+
+    A value that does not convert is not raised here (the parser is built for every subcommand):
+    it is kept as ``args.env_error`` and ``run_serve`` reports it as one ``error:`` line.
+    """
+    errors = []
+    engine_fields = EngineConfig.field_names() | {"preset"}  # config_from_args reads their variables
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if not longs or isinstance(action, argparse._HelpAction) or action.dest in engine_fields:
+            continue
+        name = env_name(longs[0])
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            action.default = _env_value(action, raw)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            errors.append(f"{name}={raw!r}: {e}")
+            continue
+        action.required = False
+    if errors:
+        parser.set_defaults(env_error="; ".join(errors))
+
+
+def _env_value(action: argparse.Action, raw: str):
+    if action.nargs == 0 and isinstance(action.const, bool):  # store_true / store_false
+        word = raw.lower()
+        if word not in _TRUE | _FALSE:
+            raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
+        return action.const if word in _TRUE else not action.const
+    value = action.type(raw) if callable(action.type) else raw
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"expected one of {list(action.choices)}")
+    return value
 
 
 def build_engine(config: EngineConfig):
@@ -111,6 +163,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from indicf5_fast.server.app import create_app
 
+    if getattr(args, "env_error", None):
+        raise InputError(f"bad environment variable: {args.env_error}", "environment")
     config = config_from_args(args)
     settings = settings_from_args(args, config)
     logging.basicConfig(

@@ -7,6 +7,9 @@ Layout written under ``out``::
     indicf5_stream/config.pbtxt, indicf5_stream/1/model.py   decoupled (streaming)
     vocoder/config.pbtxt, vocoder/1/model.onnx               only with vocoder_onnx
     README.md, Dockerfile
+
+``Dockerfile`` is the project's ``docker/Dockerfile.triton``: the package's
+``templates/Dockerfile`` is a link to it, which wheels store as the file itself.
 """
 
 from __future__ import annotations
