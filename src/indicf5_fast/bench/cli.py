@@ -117,11 +117,12 @@ def _steps(value: str) -> list[tuple[int, str]]:
     return out
 
 
-def upstream_dtype(args: argparse.Namespace) -> str:
+def upstream_dtype(args: argparse.Namespace, device: str | None = None) -> str:
+    """--upstream-dtype, or upstream's own default on ``device`` (the engine's; else --device)."""
     choice = getattr(args, "upstream_dtype", "auto") or "auto"
     if choice != "auto":
         return choice
-    device = getattr(args, "device", "cpu") or "cpu"
+    device = str(device or getattr(args, "device", None) or "cpu")
     if not device.startswith("cuda"):
         return "float32"
     from indicf5_fast.bench.upstream import upstream_default_dtype
@@ -129,11 +130,11 @@ def upstream_dtype(args: argparse.Namespace) -> str:
     return upstream_default_dtype(device)
 
 
-def build_configs(args: argparse.Namespace) -> tuple[list, list[float], int]:
+def build_configs(args: argparse.Namespace, device: str | None = None) -> tuple[list, list[float], int]:
     """The configuration list, lengths and repeats for the chosen mode."""
     from indicf5_fast.bench.runner import Config
 
-    up = upstream_dtype(args)
+    up = upstream_dtype(args, device)
     if args.demo:
         configs = [
             Config("upstream", up, False, 32, "uniform"),
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir:  # bench.png: fail now, not after the benchmark
         require("matplotlib", "bench", "bench plots (--output-dir writes bench.png)")
     engine = config_from_args(args, defaults=ENGINE_DEFAULTS)
-    configs, seconds, repeats = build_configs(args)
+    configs, seconds, repeats = build_configs(args, engine.device)
     if args.no_upstream:
         configs = [c for c in configs if c.backend != "upstream"]
     mode = "demo" if args.demo else "quick" if args.quick else "grid"
