@@ -120,7 +120,8 @@ def encode_request(
         out["ref_sample_rate"] = np.array([[ref_sample_rate or SAMPLE_RATE]], dtype=np.int32)
         out["ref_text"] = _bytes_item(ref_text or "")
     if seed is not None:
-        check_seed(seed)
+        if seed != NO_SEED:  # NO_SEED: an unseeded item in a batch with seeded ones
+            check_seed(seed)
         out["seed"] = np.array([[seed]], dtype=np.int64)
     if language is not None:
         out["language"] = _bytes_item(language)
