@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, Path, Security, UploadFile
@@ -60,10 +60,16 @@ DESCRIPTION = """IndicF5 text-to-speech. `POST /v1/audio/speech` follows OpenAI'
 managed under `/v1/voices`. All errors are `{"error": {"message", "type", "param", "code"}}`."""
 
 
-def create_app(engine: SpeechEngine, settings: ServerSettings | None = None) -> FastAPI:
+def create_app(
+    engine: SpeechEngine,
+    settings: ServerSettings | None = None,
+    after_job: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The ASGI app. ``after_job`` runs on the model worker after each job (serve passes the
+    native-memory policy's ``release``)."""
     settings = (settings or ServerSettings()).validate()
     metrics = Metrics()
-    service = SpeechService(engine, settings, metrics)
+    service = SpeechService(engine, settings, metrics, after_job=after_job)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

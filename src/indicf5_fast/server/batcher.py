@@ -68,8 +68,10 @@ class Batcher:
         max_wait_s: float,
         max_pending: int,
         metrics: Metrics | None = None,
+        after_job: Callable[[], None] | None = None,
     ):
         self.engine = engine
+        self.after_job = after_job  # run on the worker after each job (e.g. return freed memory)
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_wait_s = max(0.0, float(max_wait_s))
         self.max_pending = max(1, int(max_pending))
@@ -256,6 +258,11 @@ class Batcher:
         try:
             return fn(*args)
         finally:
+            if self.after_job is not None:
+                try:
+                    self.after_job()
+                except Exception:  # housekeeping must never fail a request
+                    log.exception("after_job hook failed")
             if self.metrics is not None:
                 self.metrics.worker_busy.inc(time.perf_counter() - t0)
             with self._lock:

@@ -60,6 +60,12 @@ def add_parser(subparsers) -> None:
     g.add_argument("--max-voices", type=int, default=d.max_voices)
     g.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s)
     g.add_argument("--no-warmup", action="store_true", help="skip the warm-up synthesis")
+    g.add_argument(
+        "--no-memory-bound",
+        action="store_true",
+        help="leave oneDNN's primitive caches (1024 shapes), glibc's malloc arenas and trimming at "
+        "their defaults: RSS then grows with the variety of request lengths (docs/reliability.md)",
+    )
     g.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     g.add_argument("--ui", action="store_true", help="web playground at /ui (needs the ui extra)")
     p.set_defaults(func=run_serve)
@@ -161,6 +167,7 @@ def run_serve(args: argparse.Namespace) -> int:
         require(module, "server", "indicf5-fast serve")  # before the (slow) model load
     import uvicorn
 
+    from indicf5_fast.backends.native_memory import bound_native_memory
     from indicf5_fast.server.app import create_app
 
     if getattr(args, "env_error", None):
@@ -176,11 +183,15 @@ def run_serve(args: argparse.Namespace) -> int:
     if config.backend != "remote" and not config.model:
         raise InputError("--model is required (a checkpoint directory or hub id)", "model")
     source = config.triton_url if config.backend == "remote" else config.model
+    # process-wide, so here and only here: before the model loads (the caches read their
+    # capacity at the first CPU kernel) and before the worker and intra-op threads start
+    memory = None if args.no_memory_bound else bound_native_memory()
+    log.info("native memory: %s", memory.describe() if memory else "unbounded (--no-memory-bound)")
     log.info("loading %s (backend %s)", source or "(no model)", config.backend)
     engine = build_engine(config)
     if settings.data_dir:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    app = create_app(engine, settings)
+    app = create_app(engine, settings, after_job=memory.release if memory and memory.trim else None)
     if settings.ui:
         log.info("web playground at http://%s:%d/ui/", settings.host, settings.port)
     uvicorn.run(

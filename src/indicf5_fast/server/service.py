@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,13 @@ log = logging.getLogger("indicf5_fast.server")
 
 
 class SpeechService:
-    def __init__(self, engine: SpeechEngine, settings: ServerSettings, metrics: Metrics):
+    def __init__(
+        self,
+        engine: SpeechEngine,
+        settings: ServerSettings,
+        metrics: Metrics,
+        after_job: Callable[[], None] | None = None,
+    ):
         self.engine, self.settings, self.metrics = engine, settings, metrics
         self.sample_rate = sample_rate_of(engine)
         self.info = describe(engine)
@@ -42,6 +49,7 @@ class SpeechService:
             max_wait_s=float(getattr(cfg, "batch_wait_ms", 0.0) or 0.0) / 1000.0,
             max_pending=settings.max_queue,
             metrics=metrics,
+            after_job=after_job,
         )
         self._prepared: dict[str, Any] = {}  # voice name -> the engine's prepared voice
         self._store_lock = asyncio.Lock()
