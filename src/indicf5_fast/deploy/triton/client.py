@@ -75,14 +75,7 @@ class TritonTTSClient:
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Return once Triton and the model are ready (checks at least once)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise TritonError(
-                    f"Triton at {self.protocol}://{self.url} is not ready (server down, or model "
-                    f"{self.model!r} missing or still loading) after {timeout_s:g} s"
-                )
-            time.sleep(0.2)
+        wait_until_ready(self, timeout_s)
 
     # ------------------------------------------------------------------ synthesis
     def synthesize(self, text: str, **item: Any) -> np.ndarray:
@@ -189,6 +182,19 @@ class TritonTTSClient:
             return q.get(timeout=self.timeout_s)
         except queue.Empty as e:
             raise TritonError(f"no answer from Triton at {self.url} within {self.timeout_s:.0f} s") from e
+
+
+def wait_until_ready(client: Any, timeout_s: float) -> None:
+    """Poll ``client.is_ready()`` (any of our Triton clients) until true, else a TritonError naming
+    ``client.protocol``, ``client.url`` and ``client.model``."""
+    deadline = time.monotonic() + timeout_s
+    while not client.is_ready():
+        if time.monotonic() > deadline:
+            raise TritonError(
+                f"Triton at {client.protocol}://{client.url} is not ready (server down, or model "
+                f"{client.model!r} missing or still loading) after {timeout_s:g} s"
+            )
+        time.sleep(0.2)
 
 
 def describe_error(e: Exception) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from indicf5_fast.config import EngineConfig, SamplingOptions
-from indicf5_fast.deploy.triton.client import TritonError, _import_client, describe_error, split_url
+from indicf5_fast.deploy.triton.client import (
+    TritonError,
+    _import_client,
+    describe_error,
+    split_url,
+    wait_until_ready,
+)
 from indicf5_fast.deploy.triton.tensors import TensorSpec
 from indicf5_fast.errors import AudioError, BackendUnavailableError, InputError
 from indicf5_fast.frontend import audio as audio_io
@@ -110,14 +115,7 @@ class UpstreamClient:
             return False
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise TritonError(
-                    f"Triton at {self.protocol}://{self.url} is not ready (server down, or model "
-                    f"{self.model!r} missing or still loading) after {timeout_s:g} s"
-                )
-            time.sleep(0.2)
+        wait_until_ready(self, timeout_s)
 
     def infer_iter(self, requests: Sequence[Mapping[str, np.ndarray]]) -> Iterator[np.ndarray]:
         """Send every request at once (Triton batches them); yield the waves in request order,
