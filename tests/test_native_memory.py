@@ -32,7 +32,9 @@ def run_py(code: str, env: dict[str, str] | None = None, timeout: float = 300) -
 
 
 ONEDNN_CACHE_PROBE = """
-    import sys
+    import os, sys
+    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+        os.environ.pop(name, None)  # not inherited from a test process that applied the bound
     import torch  # imported first, as in the server: the cap must still apply
     if sys.argv[1] == "bounded":
         from indicf5_fast.backends.native_memory import bound_native_memory
