@@ -6,6 +6,10 @@ Why a server's RSS grows with the *variety* of request lengths (not with the req
     oneDNN's primitive cache and ideep's computation cache. Almost every request brings a new
     frame count (DiT GEMMs, attention matmuls, convolutions, the vocoder), so both fill up:
     in-use heap 150 -> 540 MiB after 100 varied batches of the tiny model, still climbing.
+  * on CPUs with AMX, PyTorch's fused bf16/fp16 attention keeps a micro-kernel per query/key
+    length in a per-thread cache that no setting bounds or frees (~90 KiB per length per
+    thread). Not bounded here: the torch backend pads that kernel's calls to a fixed set of
+    lengths (``model/attention.py``), in every process, server or not.
   * glibc keeps freed blocks in its arenas, one arena per allocating thread. ``keep_freed_memory``
     (torch_backend) raises the trim and mmap thresholds on purpose, so one synthesis reuses its
     activation memory instead of page-faulting it in again each DiT pass; the price is that the

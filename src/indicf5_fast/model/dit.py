@@ -19,6 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from indicf5_fast.model.attention import (
+    MATMUL_ATTENTION_MAX_SCORES,
+    export_attention,
+    fused_attention,
+    key_bias,
+    matmul_attention,
+)
+
 
 @dataclass(frozen=True)
 class DiTArgs:
@@ -251,45 +259,6 @@ class FusedLinear(nn.Module):
         return F.linear(x, self.weight, self.bias)
 
 
-# matmul attention materialises b·h·n² scores: above this (128 MB in bf16) use the fused kernel
-MATMUL_ATTENTION_MAX_SCORES = 2**26
-
-
-def key_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """mask [b, n] bool (True = valid frame) -> additive attention bias [b, 1, 1, n]: 0 / -inf."""
-    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, -torch.inf)
-    return bias[:, None, None]
-
-
-def matmul_attention(q, k, v, attn_bias=None) -> torch.Tensor:
-    """softmax(q·kᵀ/√dh + bias)·v as two batched GEMMs; q, k, v: [b, h, n, dh], attn_bias:
-    [b, 1, 1, n] additive (``key_bias``). Materialises the [b, h, n, n] scores: on CPUs without
-    AMX this runs bf16 about twice as fast as the fused flash kernel at a few hundred frames."""
-    b, h, n, dh = q.shape
-    q = q * dh**-0.5
-    if attn_bias is None:
-        return torch.matmul(torch.matmul(q, k.transpose(-1, -2)).softmax(dim=-1), v)  # s: [b, h, n, n]
-    # the bias enters the GEMM (beta = 1), so the softmax stays a plain one-pass kernel (an add
-    # fused into it splits it into passes over an fp32 copy of the scores: ~7x slower on CPU)
-    bias = attn_bias.expand(b, h, 1, n).reshape(b * h, 1, n)
-    s = torch.baddbmm(bias, q.reshape(b * h, n, dh), k.reshape(b * h, n, dh).transpose(1, 2))
-    return torch.bmm(s.softmax(dim=-1), v.reshape(b * h, n, dh)).view(b, h, n, dh)
-
-
-def export_attention(q, k, v, attn_bias=None) -> torch.Tensor:
-    """``matmul_attention`` written for an exported graph: the key bias rides in the score GEMM
-    as one extra channel (q gets a column of ones, k the bias), so the graph has no bias Add and
-    no NaN guard (IsNaN + Where) over the [b, h, n, n] scores, which is what the ONNX translation
-    of a bool-masked SDPA costs (~15 % of a DiT pass in ONNX Runtime CPU).
-    q, k, v: [b, h, n, dh]; attn_bias: [b, 1, 1, n] (``key_bias``: 0 / -inf) -> [b, h, n, dh]."""
-    b, h, n, dh = q.shape
-    q = q * dh**-0.5
-    if attn_bias is not None:
-        q = torch.cat((q, torch.ones_like(q[..., :1])), dim=-1)  # [b, h, n, dh + 1]
-        k = torch.cat((k, attn_bias.transpose(-1, -2).expand(b, h, n, 1)), dim=-1)
-    return torch.matmul(torch.matmul(q, k.transpose(-1, -2)).softmax(dim=-1), v)  # scores [b, h, n, n]
-
-
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dim_head: int, pe_attn_head: int | None):
         super().__init__()
@@ -301,6 +270,7 @@ class Attention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
         self.fused = False  # see fuse_qkv_
         self.attn_impl = "sdpa"  # or "matmul": see DiT.set_attention
+        self.sdpa_lengths: tuple[int, ...] = ()  # fused kernel padded to these (attention.py)
 
     @torch.no_grad()
     def fuse_qkv_(self) -> None:
@@ -354,8 +324,7 @@ class Attention(nn.Module):
             attend = export_attention if self.attn_impl == "export" else matmul_attention
             o = attend(q, k, v, attn_bias)
         else:
-            attn_mask = None if mask is None else mask[:, None, None, :]  # keys only: [b, 1, 1, n]
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [b, h, n, dh]
+            o = fused_attention(q, k, v, mask, self.sdpa_lengths)  # [b, h, n, dh]
         o = self.to_out[0](o.transpose(1, 2).reshape(b, n, -1))
         return o if mask is None else o.masked_fill(~mask.unsqueeze(-1), 0.0)
 
@@ -427,13 +396,17 @@ class DiT(nn.Module):
             return cos[:n], self.rope_sin[:n]
         return rotary_cos_sin(n, self.rotary_embed.inv_freq)
 
-    def set_attention(self, impl: str) -> DiT:
+    def set_attention(self, impl: str, sdpa_lengths: tuple[int, ...] | None = None) -> DiT:
         """``"sdpa"`` (fused kernel, upstream's), ``"matmul"`` (see ``matmul_attention``) or
-        ``"export"`` (see ``export_attention``: what the ONNX export traces)."""
+        ``"export"`` (see ``export_attention``: what the ONNX export traces). ``sdpa_lengths``
+        (ascending; ``()`` = none; None = unchanged): sequence lengths the fused kernel is
+        padded to (``attention.fused_attention``: bounds its per-length kernel cache on CPU)."""
         if impl not in ("sdpa", "matmul", "export"):
             raise ValueError(f"attention impl must be 'sdpa', 'matmul' or 'export', got {impl!r}")
         for block in self.transformer_blocks:
             block.attn.attn_impl = impl
+            if sdpa_lengths is not None:
+                block.attn.sdpa_lengths = tuple(sorted(int(x) for x in sdpa_lengths))
         return self
 
     # -- text: once per request ---------------------------------------------------------------
