@@ -297,7 +297,8 @@ class TorchBackend(Backend):
             self.dit.fuse_qkv_()  # after the last .to(): the q/k/v params become views of it
         if device.type == "cpu" and dtype != torch.float32:
             # without AMX the fused kernel runs bf16 at ~fp32 speed and two GEMMs are ~2x faster;
-            # with AMX the fused kernel is 1.3-4x faster than the GEMMs. Either way it runs
+            # with AMX the fused kernel is 1.3-4x faster (attention alone; 1.05-1.26x per DiT pass
+            # above ~400 frames, docs/benchmarks.md). Either way it runs
             # padded to bounded lengths (model/attention.py: its kernel cache grows per length)
             impl = "sdpa" if cpu_has_amx() else "matmul"
             self.dit.set_attention(impl, sdpa_lengths=sdpa_lengths(self.dit.args.text_pos_max))
