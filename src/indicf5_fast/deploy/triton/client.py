@@ -10,7 +10,7 @@ import queue
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -39,7 +39,98 @@ def split_url(url: str, protocol: str | None = None) -> tuple[str, str]:
     return protocol, url.rstrip("/")
 
 
-class TritonTTSClient:
+class TritonConnection:
+    """One tritonclient connection (HTTP or gRPC) to ``model``: readiness, tritonclient errors as
+    TritonError, and all-at-once inference with results in request order. ``input_specs``: the
+    model's input tensors. Not shared between threads: make one per thread."""
+
+    input_specs: Sequence[tensors.TensorSpec] = tensors.INPUTS
+
+    def __init__(self, url: str, protocol: str | None, model: str, timeout_s: float, concurrency: int = 8):
+        self.protocol, self.url = split_url(url, protocol)
+        self.model, self.timeout_s = model, timeout_s
+        self._mod = _import_client(self.protocol)
+        if self.protocol == "http":
+            self._client = self._mod.InferenceServerClient(
+                self.url,
+                concurrency=max(1, concurrency),
+                connection_timeout=timeout_s,
+                network_timeout=timeout_s,
+            )
+        else:
+            self._client = self._mod.InferenceServerClient(self.url)
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.model))
+        except Exception:  # connection refused while starting: not ready yet
+            return False
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Return once Triton and the model are ready (checks at least once)."""
+        wait_until_ready(self, timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def _infer_in_order(self, requests: Sequence[Mapping[str, np.ndarray]]) -> Iterator[Any]:
+        """Send every request at once (Triton's dynamic batcher can group them); yield the raw
+        results in request order, each as soon as it and all before it have arrived."""
+        if self.protocol == "http":
+            handles = [self._call(self._client.async_infer, self.model, self._inputs(r)) for r in requests]
+            for h in handles:
+                yield self._call(h.get_result)
+            return
+        done: queue.Queue = queue.Queue()
+        for k, r in enumerate(requests):
+            self._call(
+                self._client.async_infer,
+                self.model,
+                self._inputs(r),
+                callback=lambda result, error, k=k: done.put((k, result, error)),
+                client_timeout=self.timeout_s,
+            )
+        arrived: dict[int, Any] = {}
+        for k in range(len(requests)):
+            while k not in arrived:
+                j, result, error = self._get(done)
+                if error is not None:
+                    raise TritonError(f"triton at {self.url}: {describe_error(error)}")
+                arrived[j] = result
+            yield arrived.pop(k)
+
+    def _inputs(self, arrays: Mapping[str, np.ndarray]) -> list:
+        specs = {s.name: s for s in self.input_specs}
+        out = []
+        for name, array in arrays.items():
+            infer_input = self._mod.InferInput(name, list(array.shape), specs[name].triton_dtype)
+            infer_input.set_data_from_numpy(array)
+            out.append(infer_input)
+        return out
+
+    def _call(self, fn, *args, **kwargs):
+        """Run a tritonclient call; its failures (refused connection, unknown model) -> TritonError."""
+        try:
+            return fn(*args, **kwargs)
+        except self._mod.InferenceServerException as e:
+            raise TritonError(f"triton at {self.url}: {describe_error(e)}") from e
+        except OSError as e:  # connection refused / reset before any Triton answer
+            raise TritonError(f"triton at {self.url} unreachable: {e}") from e
+
+    def _get(self, q: queue.Queue):
+        try:
+            return q.get(timeout=self.timeout_s)
+        except queue.Empty as e:
+            raise TritonError(f"no answer from Triton at {self.url} within {self.timeout_s:.0f} s") from e
+
+
+class TritonTTSClient(TritonConnection):
     """``synthesize`` (one request), ``synthesize_many`` (concurrent requests: Triton batches them),
     ``stream`` (decoupled model, gRPC only). Not shared between threads: make one per thread."""
 
@@ -53,29 +144,8 @@ class TritonTTSClient:
         timeout_s: float = 300.0,
         concurrency: int = 8,
     ):
-        self.protocol, self.url = split_url(url, protocol)
-        self.model, self.stream_model, self.timeout_s = model, stream_model, timeout_s
-        self._mod = _import_client(self.protocol)
-        if self.protocol == "http":
-            self._client = self._mod.InferenceServerClient(
-                self.url,
-                concurrency=max(1, concurrency),
-                connection_timeout=timeout_s,
-                network_timeout=timeout_s,
-            )
-        else:
-            self._client = self._mod.InferenceServerClient(self.url)
-
-    # ------------------------------------------------------------------ health
-    def is_ready(self) -> bool:
-        try:
-            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.model))
-        except Exception:  # connection refused while starting: not ready yet
-            return False
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Return once Triton and the model are ready (checks at least once)."""
-        wait_until_ready(self, timeout_s)
+        super().__init__(url, protocol, model, timeout_s, concurrency)
+        self.stream_model = stream_model
 
     # ------------------------------------------------------------------ synthesis
     def synthesize(self, text: str, **item: Any) -> np.ndarray:
@@ -87,26 +157,7 @@ class TritonTTSClient:
         """Send every item as its own request, all in flight at once, so Triton's dynamic batcher
         can group them; results come back in order."""
         encoded = [tensors.encode_request(**dict(it)) for it in items]
-        if self.protocol == "http":
-            handles = [self._call(self._client.async_infer, self.model, self._inputs(e)) for e in encoded]
-            results = [self._call(h.get_result) for h in handles]
-            return [self._decode(r) for r in results]
-        done: queue.Queue = queue.Queue()
-        for k, e in enumerate(encoded):
-            self._call(
-                self._client.async_infer,
-                self.model,
-                self._inputs(e),
-                callback=lambda result, error, k=k: done.put((k, result, error)),
-                client_timeout=self.timeout_s,
-            )
-        out: list[np.ndarray | None] = [None] * len(encoded)
-        for _ in encoded:
-            k, result, error = self._get(done)
-            if error is not None:
-                raise TritonError(f"triton at {self.url}: {describe_error(error)}")
-            out[k] = self._decode(result)
-        return out  # type: ignore[return-value]
+        return [self._decode(r) for r in self._infer_in_order(encoded)]
 
     def stream(self, text: str, **item: Any) -> Iterator[np.ndarray]:
         """Audio chunks of the decoupled model as they arrive (gRPC bidirectional stream)."""
@@ -145,43 +196,9 @@ class TritonTTSClient:
             client.stop_stream(cancel_requests=True)
             client.close()
 
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> TritonTTSClient:
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.close()
-
-    # ------------------------------------------------------------------ helpers
-    def _inputs(self, arrays: Mapping[str, np.ndarray]) -> list:
-        specs = {s.name: s for s in tensors.INPUTS}
-        out = []
-        for name, array in arrays.items():
-            infer_input = self._mod.InferInput(name, list(array.shape), specs[name].triton_dtype)
-            infer_input.set_data_from_numpy(array)
-            out.append(infer_input)
-        return out
-
     def _decode(self, result) -> np.ndarray:
         (wave,) = tensors.decode_response({n: result.as_numpy(n) for n in ("audio", "length", "error")})
         return wave
-
-    def _call(self, fn, *args, **kwargs):
-        """Run a tritonclient call; its failures (refused connection, unknown model) -> TritonError."""
-        try:
-            return fn(*args, **kwargs)
-        except self._mod.InferenceServerException as e:
-            raise TritonError(f"triton at {self.url}: {describe_error(e)}") from e
-        except OSError as e:  # connection refused / reset before any Triton answer
-            raise TritonError(f"triton at {self.url} unreachable: {e}") from e
-
-    def _get(self, q: queue.Queue):
-        try:
-            return q.get(timeout=self.timeout_s)
-        except queue.Empty as e:
-            raise TritonError(f"no answer from Triton at {self.url} within {self.timeout_s:.0f} s") from e
 
 
 def wait_until_ready(client: Any, timeout_s: float) -> None:

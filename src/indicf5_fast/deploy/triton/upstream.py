@@ -22,7 +22,6 @@ sampling options are refused with an InputError (HTTP 400) that says why. The au
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +30,7 @@ from typing import Any
 import numpy as np
 
 from indicf5_fast.config import EngineConfig, SamplingOptions
-from indicf5_fast.deploy.triton.client import (
-    TritonError,
-    _import_client,
-    describe_error,
-    split_url,
-    wait_until_ready,
-)
+from indicf5_fast.deploy.triton.client import TritonConnection, TritonError, split_url
 from indicf5_fast.deploy.triton.tensors import TensorSpec
 from indicf5_fast.errors import AudioError, BackendUnavailableError, InputError
 from indicf5_fast.frontend import audio as audio_io
@@ -92,81 +85,21 @@ def decode_response(waveform: np.ndarray | None) -> np.ndarray:
     return wave
 
 
-class UpstreamClient:
+class UpstreamClient(TritonConnection):
     """tritonclient (HTTP or gRPC) for upstream's model. One per thread (as tritonclient wants)."""
+
+    input_specs = INPUTS
 
     def __init__(
         self, url: str, protocol: str | None = None, *, model: str = MODEL_NAME, timeout_s: float = 300.0
     ):
-        self.protocol, self.url = split_url(url, protocol)
-        self.model, self.timeout_s = model, timeout_s
-        self._mod = _import_client(self.protocol)
-        if self.protocol == "http":
-            self._client = self._mod.InferenceServerClient(
-                self.url, concurrency=8, connection_timeout=timeout_s, network_timeout=timeout_s
-            )
-        else:
-            self._client = self._mod.InferenceServerClient(self.url)
-
-    def is_ready(self) -> bool:
-        try:
-            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.model))
-        except Exception:  # refused while starting: not ready yet
-            return False
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        wait_until_ready(self, timeout_s)
+        super().__init__(url, protocol, model, timeout_s)
 
     def infer_iter(self, requests: Sequence[Mapping[str, np.ndarray]]) -> Iterator[np.ndarray]:
         """Send every request at once (Triton batches them); yield the waves in request order,
         each as soon as it and all before it have arrived."""
-        if self.protocol == "http":
-            handles = [self._call(self._client.async_infer, self.model, self._inputs(r)) for r in requests]
-            for h in handles:
-                yield decode_response(self._call(h.get_result).as_numpy("waveform"))
-            return
-        done: queue.Queue = queue.Queue()
-        for k, r in enumerate(requests):
-            self._call(
-                self._client.async_infer,
-                self.model,
-                self._inputs(r),
-                callback=lambda result, error, k=k: done.put((k, result, error)),
-                client_timeout=self.timeout_s,
-            )
-        arrived: dict[int, np.ndarray] = {}
-        for k in range(len(requests)):
-            while k not in arrived:
-                try:
-                    j, result, error = done.get(timeout=self.timeout_s)
-                except queue.Empty as e:
-                    raise TritonError(
-                        f"no answer from Triton at {self.url} within {self.timeout_s:.0f} s"
-                    ) from e
-                if error is not None:
-                    raise TritonError(f"triton at {self.url}: {describe_error(error)}")
-                arrived[j] = decode_response(result.as_numpy("waveform"))
-            yield arrived.pop(k)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _inputs(self, arrays: Mapping[str, np.ndarray]) -> list:
-        specs = {s.name: s for s in INPUTS}
-        out = []
-        for name, array in arrays.items():
-            infer_input = self._mod.InferInput(name, list(array.shape), specs[name].triton_dtype)
-            infer_input.set_data_from_numpy(array)
-            out.append(infer_input)
-        return out
-
-    def _call(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except self._mod.InferenceServerException as e:
-            raise TritonError(f"triton at {self.url}: {describe_error(e)}") from e
-        except OSError as e:
-            raise TritonError(f"triton at {self.url} unreachable: {e}") from e
+        for result in self._infer_in_order(requests):
+            yield decode_response(result.as_numpy("waveform"))
 
 
 @dataclass(frozen=True)
